@@ -1,0 +1,139 @@
+"""Dataset registration: the embedded shapes splits, their classification view, and COCO's search split.
+
+DetNAS holds 5,000 images out of COCO train as the search (fitness) set; ``coco_2017_search5k`` and
+``coco_2017_train_minus_search5k`` reproduce that split deterministically (fixed seed over image ids).
+"""
+import os
+import random
+from typing import Dict, List, Sequence
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+
+from .shapes import SHAPE_CLASSES, SPLITS, ShapesSpec, ensure_shapes
+
+COCO_SEARCH_SEED = 0
+COCO_SEARCH_SIZE = 5000
+COCO_SEARCH_SPLITS = {
+    # name -> (image folder, annotation file, take the held-out part?)
+    "coco_2017_train_minus_search5k": ("coco/train2017", "coco/annotations/instances_train2017.json", False),
+    "coco_2017_search5k": ("coco/train2017", "coco/annotations/instances_train2017.json", True),
+}
+
+_registered_shapes: Dict[str, ShapesSpec] = {}
+
+
+def datasets_root() -> str:
+    """detectron2's convention: ``$DETECTRON2_DATASETS``, default ``./datasets``."""
+    return os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets"))
+
+
+def _reregister(name: str, loader, **metadata):
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    DatasetCatalog.register(name, loader)
+    MetadataCatalog.get(name).set(**metadata)
+
+
+def load_image_folder(root: str, classes: Sequence[str]) -> List[Dict]:
+    """An ImageFolder-layout split (``root/<class>/*.jpg``) as detectron2 dicts with an integer ``label``."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder {root} does not exist (expected {root}/<class>/*.jpg)")
+    dicts = []
+    for label, name in enumerate(classes):
+        class_dir = os.path.join(root, name)
+        if not os.path.isdir(class_dir):
+            raise FileNotFoundError(f"class folder {class_dir} is missing (classes: {list(classes)})")
+        for fname in sorted(os.listdir(class_dir)):
+            if fname.lower().endswith((".jpg", ".jpeg", ".png", ".bmp")):
+                dicts.append({"file_name": os.path.join(class_dir, fname), "image_id": len(dicts), "label": label})
+    if not dicts:
+        raise ValueError(f"image folder {root} contains no images")
+    return dicts
+
+
+def register_shapes(spec: ShapesSpec = ShapesSpec(), root: str = None) -> None:
+    """(Re-)register ``shapes_{train,search,val}`` and ``shapes_cls_{train,val}`` for ``spec``.
+
+    Generation happens lazily, on the first load of any split.
+    """
+    classes = list(SHAPE_CLASSES)
+    for split in SPLITS:
+        name = f"shapes_{split}"
+
+        def load(split=split, name=name):
+            folder = ensure_shapes(spec, root)
+            MetadataCatalog.get(name).set(json_file=os.path.join(folder, f"{split}.json"))
+            return load_coco_json(os.path.join(folder, f"{split}.json"), os.path.join(folder, split), name)
+
+        _reregister(name, load, thing_classes=classes, evaluator_type="coco")
+        _registered_shapes[name] = spec
+    for split in ("train", "val"):
+        name = f"shapes_cls_{split}"
+
+        def load_cls(split=split):
+            return load_image_folder(os.path.join(ensure_shapes(spec, root), "cls", split), classes)
+
+        _reregister(name, load_cls, classes=classes, evaluator_type="classification")
+        _registered_shapes[name] = spec
+
+
+def _coco_search_split(name: str, image_dir: str, json_file: str, held_out: bool) -> List[Dict]:
+    dicts = load_coco_json(json_file, image_dir, name)
+    ids = sorted(d["image_id"] for d in dicts)
+    if len(ids) <= COCO_SEARCH_SIZE:
+        raise ValueError(f"{json_file} has {len(ids)} images; holding out {COCO_SEARCH_SIZE} needs more")
+    search_ids = set(random.Random(COCO_SEARCH_SEED).sample(ids, COCO_SEARCH_SIZE))
+    return [d for d in dicts if (d["image_id"] in search_ids) == held_out]
+
+
+def register_coco_search_splits() -> List[str]:
+    """Register the DetNAS COCO split where its files exist under ``DETECTRON2_DATASETS``; return the names."""
+    registered = []
+    for name, (image_dir, json_file, held_out) in COCO_SEARCH_SPLITS.items():
+        image_dir = os.path.join(datasets_root(), image_dir)
+        json_file = os.path.join(datasets_root(), json_file)
+        if not (os.path.isdir(image_dir) and os.path.isfile(json_file)):
+            continue
+
+        def load(name=name, image_dir=image_dir, json_file=json_file, held_out=held_out):
+            return _coco_search_split(name, image_dir, json_file, held_out)
+
+        _reregister(name, load, image_root=image_dir, evaluator_type="coco")
+        registered.append(name)
+    return registered
+
+
+def check_datasets_exist(names: Sequence[str], key: str) -> None:
+    """Fail early, naming the config key and what is missing, if a dataset is not registered."""
+    for name in names:
+        if name in DatasetCatalog.list():
+            continue
+        if name in COCO_SEARCH_SPLITS:
+            image_dir, json_file, _ = COCO_SEARCH_SPLITS[name]
+            raise FileNotFoundError(
+                f"{key} names dataset '{name}', which needs {os.path.join(datasets_root(), json_file)} and "
+                f"{os.path.join(datasets_root(), image_dir)}/ (DETECTRON2_DATASETS={datasets_root()}); not found"
+            )
+        available = sorted(n for n in DatasetCatalog.list() if not n.startswith(("keypoints_", "lvis_")))
+        raise KeyError(
+            f"{key} names dataset '{name}', which is not registered. Register it (e.g. with "
+            f"detectron2.data.datasets.register_coco_instances) or pick one of: {', '.join(available[:40])}"
+            + (" ..." if len(available) > 40 else "")
+        )
+
+
+def register_from_config(cfg) -> None:
+    """Apply ``DATASETS.SHAPES`` sizes and check every dataset the config names."""
+    s = cfg.DATASETS.SHAPES
+    spec = ShapesSpec(num_train=s.NUM_TRAIN, num_search=s.NUM_SEARCH, num_val=s.NUM_VAL,
+                      image_size=s.IMAGE_SIZE, seed=s.SEED)
+    if _registered_shapes.get("shapes_train") != spec:
+        register_shapes(spec)
+    check_datasets_exist(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+    check_datasets_exist(cfg.DATASETS.TEST, "DATASETS.TEST")
+
+
+register_shapes()
+register_coco_search_splits()

@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Train or evaluate a detectron2 model with the detnas_d2 plugin (supernets, searched backbones, NAS-FPN,
+AutoAugment). Same command line as detectron2's tools/train_net.py:
+
+    python train_net.py --config-file configs/shapes/faster_rcnn_R18_FPN.yaml --num-gpus 1
+    python train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
+"""
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+
+import detnas_d2  # noqa: F401  (registers the plugin's components)
+from detnas_d2.config import add_detnas_config
+from detnas_d2.engine import Trainer
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_detnas_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def cli(argv=None):
+    args = default_argument_parser().parse_args(argv)
+    print("Command Line Args:", args)
+    return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+                  dist_url=args.dist_url, args=(args,))
+
+
+if __name__ == "__main__":
+    cli()
