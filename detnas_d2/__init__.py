@@ -1,8 +1,17 @@
 """detnas_d2: search detection systems on detectron2.
 
-Importing the package registers everything it provides: datasets, backbones, necks, mappers, meta-architectures.
+Importing the package registers everything it provides with detectron2: datasets, backbones, necks, mappers,
+meta-architectures. Without detectron2 installed (e.g. a GPU box used only for measurements), the pure-PyTorch
+and plain-Python parts (``detnas_d2.nn``, ``detnas_d2.space``, the analytical ``detnas_d2.cost`` model) still
+import; nothing is registered then.
 """
-from . import data  # noqa: F401  (registers datasets)
-from .config import add_detnas_config  # noqa: F401
-
 __version__ = "0.1.0"
+
+try:
+    import detectron2  # noqa: F401
+except ImportError:  # pragma: no cover - exercised only on machines without detectron2
+    HAS_DETECTRON2 = False
+else:
+    HAS_DETECTRON2 = True
+    from . import data, modeling  # noqa: F401  (registration side effects)
+    from .config import add_detnas_config  # noqa: F401

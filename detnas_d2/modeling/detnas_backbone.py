@@ -1,0 +1,163 @@
+"""detectron2 glue for the DetNAS backbones: config keys, Backbone wrapper, registry builders.
+
+Drop-in use with detectron2's stock FPN configs (e.g. COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml
+or retinanet_R_50_FPN_1x.yaml): call :func:`add_detnas_backbone_config`, then set
+
+    MODEL.BACKBONE.NAME: "build_detnas_fpn_backbone"   # or "build_detnas_retinanet_backbone"
+    MODEL.DETNAS.ARCH: "COCO-FPN-300M"                  # None/"" = supernet, path set at run time
+    MODEL.WEIGHTS: path to DetNAS weights (or "" to train from scratch)
+
+The builders read the bottom-up outputs from MODEL.FPN.IN_FEATURES (res2..res5 resp. res3..res5
+in the stock configs), so no FPN key changes; MODEL.RESNETS.* is ignored. Megvii/DetNAS weights
+expect raw BGR 0-255 input (spec 1.4): such configs should also set MODEL.PIXEL_MEAN [0, 0, 0] and
+MODEL.PIXEL_STD [1, 1, 1] (not forced here). The DetNAS recipe additionally uses
+MODEL.FPN.NORM "SyncBN" and a 4conv1fc box head with SyncBN (spec 1.5).
+"""
+from typing import Any, Dict, Optional, Sequence
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN, Backbone
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
+
+from ..nn.shufflenet import FEATURE_STRIDES, ShuffleNetV2Supernet, build_shufflenet
+
+__all__ = [
+    "DetNASBackbone",
+    "add_detnas_backbone_config",
+    "build_detnas_backbone",
+    "build_detnas_fpn_backbone",
+    "build_detnas_retinanet_backbone",
+    "find_detnas_backbone",
+]
+
+
+def add_detnas_backbone_config(cfg: CfgNode) -> CfgNode:
+    """Declare the MODEL.DETNAS.* keys (idempotent: existing values are kept)."""
+    if "DETNAS" not in cfg.MODEL:
+        cfg.MODEL.DETNAS = CfgNode()
+    node = cfg.MODEL.DETNAS
+    defaults = {
+        # "small" (20 blocks, 300M) or "large" (40 blocks, 1.3G); the supernet's space and the
+        # space of a list/string ARCH (a registered ARCH name brings its own space and widths)
+        "SPACE": "small",
+        # None or "" = supernet (all candidates; the path is set at run time via set_arch);
+        # a list of ints, a compact string ("2120-2112-33130031-3132") or a registered name
+        # (e.g. "COCO-FPN-300M", "DetNASNet-3.8G") = fixed network of that architecture
+        "ARCH": None,
+        # multiplier on all channel widths (rounded to multiples of 4); 1.0 = published widths
+        "WIDTH_MULT": 1.0,
+        # backbone normalisation: "BN", "SyncBN", "GN" or "FrozenBN" (FrozenBN: fixed ARCH only)
+        "NORM": "SyncBN",
+        # False = affine-free BN as in the SPOS ImageNet supernet (DetNAS uses affine BN)
+        "NORM_AFFINE": True,
+        # BN momentum (PyTorch convention): DetNAS used 0.1 for the supernet, 0.01 for fixed archs
+        "BN_MOMENTUM": 0.1,
+        # "detnas" (biased stem conv) or "spos" (bias-free stem conv); must match the weights
+        "STYLE": "detnas",
+        # outputs of build_detnas_backbone (the FPN builders use MODEL.FPN.IN_FEATURES instead)
+        "OUT_FEATURES": ["res2", "res3", "res4", "res5"],
+    }
+    for key, value in defaults.items():
+        if key not in node:
+            node[key] = value
+    return cfg
+
+
+class DetNASBackbone(Backbone):
+    """detectron2 Backbone around a DetNAS supernet or fixed network (``self.body``).
+
+    Outputs res2..res5 at strides 4/8/16/32. For a supernet, a training or search hook selects the
+    path with :meth:`set_arch` (see :func:`find_detnas_backbone`).
+    """
+
+    def __init__(self, body: torch.nn.Module):
+        super().__init__()
+        self.body = body
+        self._out_features = list(body.out_features)
+        self._out_feature_channels = {name: body.feature_channels[name] for name in self._out_features}
+        self._out_feature_strides = {name: FEATURE_STRIDES[name] for name in self._out_features}
+
+    @property
+    def is_supernet(self) -> bool:
+        """True if the body holds all candidates and needs a path before each forward."""
+        return isinstance(self.body, ShuffleNetV2Supernet)
+
+    @property
+    def arch(self):
+        """The current (supernet) or fixed encoding, as a tuple; None for an unset supernet."""
+        return self.body.arch
+
+    def set_arch(self, arch: Any) -> None:
+        """Select the supernet path for later forwards; fixed networks refuse."""
+        if not self.is_supernet:
+            raise ValueError(
+                f"set_arch needs a supernet backbone; this one is fixed to {self.body.resolved_arch} "
+                "(set MODEL.DETNAS.ARCH to None or '' for a supernet)"
+            )
+        self.body.set_arch(arch)
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Feature maps by name."""
+        return self.body(x)
+
+
+def _build_bottom_up(cfg: CfgNode, input_shape: ShapeSpec, out_features: Optional[Sequence[str]]) -> DetNASBackbone:
+    """The DetNAS Backbone described by MODEL.DETNAS with the given outputs."""
+    node = cfg.MODEL.DETNAS
+    body = build_shufflenet(
+        node.ARCH,
+        space=node.SPACE,
+        width_mult=node.WIDTH_MULT,
+        norm=node.NORM,
+        norm_affine=node.NORM_AFFINE,
+        bn_momentum=node.BN_MOMENTUM,
+        style=node.STYLE,
+        in_channels=input_shape.channels,
+        out_features=list(out_features),
+    )
+    return DetNASBackbone(body)
+
+
+@BACKBONE_REGISTRY.register()
+def build_detnas_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> DetNASBackbone:
+    """DetNAS backbone alone, outputs MODEL.DETNAS.OUT_FEATURES."""
+    return _build_bottom_up(cfg, input_shape, cfg.MODEL.DETNAS.OUT_FEATURES)
+
+
+@BACKBONE_REGISTRY.register()
+def build_detnas_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> FPN:
+    """DetNAS + FPN for Faster R-CNN: FPN on MODEL.FPN.IN_FEATURES (res2..res5) -> P2-P6 (max-pool P6)."""
+    bottom_up = _build_bottom_up(cfg, input_shape, cfg.MODEL.FPN.IN_FEATURES)
+    return FPN(
+        bottom_up=bottom_up,
+        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=LastLevelMaxPool(),
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )
+
+
+@BACKBONE_REGISTRY.register()
+def build_detnas_retinanet_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> FPN:
+    """DetNAS + FPN for RetinaNet: FPN on MODEL.FPN.IN_FEATURES (res3..res5) -> P3-P7, P6/P7 from P5."""
+    bottom_up = _build_bottom_up(cfg, input_shape, cfg.MODEL.FPN.IN_FEATURES)
+    out_channels = cfg.MODEL.FPN.OUT_CHANNELS
+    return FPN(
+        bottom_up=bottom_up,
+        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        out_channels=out_channels,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=LastLevelP6P7(out_channels, out_channels, in_feature="p5"),
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )
+
+
+def find_detnas_backbone(model: torch.nn.Module) -> DetNASBackbone:
+    """The (single) DetNASBackbone inside ``model`` (unwraps DDP and FPN), e.g. for a path hook."""
+    found = [module for module in model.modules() if isinstance(module, DetNASBackbone)]
+    if len(found) != 1:
+        raise ValueError(f"expected exactly one DetNASBackbone in the model, found {len(found)}")
+    return found[0]
