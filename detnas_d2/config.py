@@ -20,8 +20,10 @@ def _add_dataset_config(cfg):
 def add_detnas_config(cfg):
     """Declare all detnas_d2 config keys on a detectron2 ``CfgNode`` (idempotent)."""
     from .modeling import add_detnas_backbone_config, add_nasfpn_config
+    from .search import add_search_config
 
     _add_dataset_config(cfg)
     add_detnas_backbone_config(cfg)
     add_nasfpn_config(cfg)
+    add_search_config(cfg)
     return cfg

@@ -1,0 +1,131 @@
+"""Config keys of the architecture search (``cfg.SEARCH``), with defaults from the DetNAS column of
+spec section 4, and their validation."""
+
+from numbers import Integral, Real
+
+from detectron2.config import CfgNode as CN
+
+#: allowed values of the string-valued keys
+SEARCH_STRATEGIES = ("evolution", "random")
+FLOPS_MODES = ("backbone", "detector")
+BN_RECALIB_MODES = ("cumulative", "ema")
+SEARCH_SPACES = ("backbone", "neck", "autoaug")
+
+
+def _declare(node: CN, key: str, value) -> None:
+    """Set ``node.key = value`` unless the key already exists (keeps the function idempotent)."""
+    if key not in node:
+        node[key] = value
+
+
+def add_search_config(cfg: CN) -> None:
+    """Declare every ``SEARCH.*`` key used by the search engine; calling it twice is harmless."""
+    if "SEARCH" not in cfg:
+        cfg.SEARCH = CN()
+    s = cfg.SEARCH
+    # search strategy: "evolution" (DetNAS/SPOS EA) or "random" (same-budget baseline)
+    _declare(s, "STRATEGY", "evolution")
+    # candidates per generation; generation 0 is POPULATION uniform random legal architectures
+    _declare(s, "POPULATION", 50)
+    # number of generations (the initial random one included); budget = POPULATION * GENERATIONS
+    _declare(s, "GENERATIONS", 20)
+    # size of the elitist top-k archive that parents are drawn from
+    _declare(s, "TOPK", 10)
+    # mutation children per generation (DetNAS 20, SPOS 25)
+    _declare(s, "NUM_MUTATION", 20)
+    # crossover children per generation (DetNAS 20, SPOS 25); the rest of POPULATION is random fill
+    _declare(s, "NUM_CROSSOVER", 20)
+    # probability that mutation redraws each gene uniformly
+    _declare(s, "MUTATION_PROB", 0.1)
+    # seed of the strategy's random.Random; the whole search is deterministic given it
+    _declare(s, "SEED", 0)
+    # upper FLOPs limit (multiply-adds, spec 1.6) for a legal candidate; 0 = no limit
+    _declare(s, "FLOPS_LIMIT", 300e6)
+    # what FLOPS_LIMIT counts: "backbone" (detection backbone at 224x224) or "detector" (at DETECTOR_INPUT_SIZE)
+    _declare(s, "FLOPS_MODE", "backbone")
+    # (height, width) of the input used to count FLOPs when FLOPS_MODE == "detector"
+    _declare(s, "DETECTOR_INPUT_SIZE", (800, 1333))
+    # upper parameter-count limit for a legal candidate; 0 = no limit
+    _declare(s, "PARAMS_LIMIT", 0)
+    # key of the evaluator's metrics dict used as fitness (higher is better)
+    _declare(s, "METRIC", "bbox/AP")
+    # each of mutation and crossover gets at most MAX_TRIES_FACTOR x its quota of tries (every try counts)
+    _declare(s, "MAX_TRIES_FACTOR", 10)
+    # random draws allowed to find ONE legal random candidate before the search stops as infeasible
+    _declare(s, "MAX_RANDOM_TRIES", 10000)
+    # candidates handed to the evaluator per call (a distributed evaluator shards them); state saved after each call
+    _declare(s, "EVAL_BATCH_SIZE", 1)
+    # search space being searched: "backbone" (DetNAS), later "neck" (NAS-FPN) or "autoaug"
+    _declare(s, "SPACE", "backbone")
+    # held-out dataset the fitness is measured on; "" = cfg.DATASETS.TEST[0]
+    _declare(s, "DATASET", "")
+    if "BN_RECALIB" not in s:
+        s.BN_RECALIB = CN()
+    b = s.BN_RECALIB
+    # train-mode forward passes used to re-estimate BN statistics per candidate (DetNAS 500); 0 = no recalibration
+    _declare(b, "NUM_BATCHES", 500)
+    # images per recalibration iteration over all GPUs (DetNAS 8)
+    _declare(b, "BATCH_SIZE", 8)
+    # "cumulative" (exact average of batch statistics, recommended by spec 4.3) or "ema" (DetNAS)
+    _declare(b, "MODE", "cumulative")
+    # BN momentum used when MODE == "ema" (PyTorch convention, DetNAS 0.1)
+    _declare(b, "MOMENTUM", 0.1)
+
+
+def _is_int(value) -> bool:
+    """True for integers (bool excluded)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """True for real numbers (bool excluded)."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _fail(key: str, value, allowed: str) -> None:
+    """Raise the ValueError naming the config key, its value and what is allowed."""
+    raise ValueError(f"cfg.{key} = {value!r} is invalid: {allowed}")
+
+
+def validate_search_config(cfg: CN) -> None:
+    """Raise ``ValueError`` naming the first ``SEARCH.*`` key whose value is out of range."""
+    s = cfg.SEARCH
+    if s.STRATEGY not in SEARCH_STRATEGIES:
+        _fail("SEARCH.STRATEGY", s.STRATEGY, f"must be one of {SEARCH_STRATEGIES}")
+    for key in ("POPULATION", "GENERATIONS", "TOPK", "MAX_TRIES_FACTOR", "MAX_RANDOM_TRIES", "EVAL_BATCH_SIZE"):
+        if not _is_int(s[key]) or s[key] < 1:
+            _fail(f"SEARCH.{key}", s[key], "must be an integer >= 1")
+    for key in ("NUM_MUTATION", "NUM_CROSSOVER", "SEED"):
+        if not _is_int(s[key]) or s[key] < 0:
+            _fail(f"SEARCH.{key}", s[key], "must be an integer >= 0")
+    if s.NUM_MUTATION + s.NUM_CROSSOVER > s.POPULATION:
+        _fail(
+            "SEARCH.NUM_MUTATION",
+            s.NUM_MUTATION,
+            f"NUM_MUTATION + NUM_CROSSOVER ({s.NUM_MUTATION} + {s.NUM_CROSSOVER}) must not exceed POPULATION ({s.POPULATION})",
+        )
+    if not _is_number(s.MUTATION_PROB) or not 0.0 <= s.MUTATION_PROB <= 1.0:
+        _fail("SEARCH.MUTATION_PROB", s.MUTATION_PROB, "must be a number in [0, 1]")
+    for key in ("FLOPS_LIMIT", "PARAMS_LIMIT"):
+        if not _is_number(s[key]) or s[key] < 0:
+            _fail(f"SEARCH.{key}", s[key], "must be a number >= 0 (0 = no limit)")
+    if s.FLOPS_MODE not in FLOPS_MODES:
+        _fail("SEARCH.FLOPS_MODE", s.FLOPS_MODE, f"must be one of {FLOPS_MODES}")
+    size = s.DETECTOR_INPUT_SIZE
+    if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(_is_int(v) and v > 0 for v in size):
+        _fail("SEARCH.DETECTOR_INPUT_SIZE", size, "must be (height, width) with two positive integers")
+    if not isinstance(s.METRIC, str) or not s.METRIC:
+        _fail("SEARCH.METRIC", s.METRIC, "must be a non-empty metric name such as 'bbox/AP'")
+    if s.SPACE not in SEARCH_SPACES:
+        _fail("SEARCH.SPACE", s.SPACE, f"must be one of {SEARCH_SPACES}")
+    if not isinstance(s.DATASET, str):
+        _fail("SEARCH.DATASET", s.DATASET, "must be a dataset name or '' (= DATASETS.TEST[0])")
+    b = s.BN_RECALIB
+    if not _is_int(b.NUM_BATCHES) or b.NUM_BATCHES < 0:
+        _fail("SEARCH.BN_RECALIB.NUM_BATCHES", b.NUM_BATCHES, "must be an integer >= 0 (0 = no recalibration)")
+    if not _is_int(b.BATCH_SIZE) or b.BATCH_SIZE < 1:
+        _fail("SEARCH.BN_RECALIB.BATCH_SIZE", b.BATCH_SIZE, "must be an integer >= 1")
+    if b.MODE not in BN_RECALIB_MODES:
+        _fail("SEARCH.BN_RECALIB.MODE", b.MODE, f"must be one of {BN_RECALIB_MODES}")
+    if not _is_number(b.MOMENTUM) or not 0.0 < b.MOMENTUM <= 1.0:
+        _fail("SEARCH.BN_RECALIB.MOMENTUM", b.MOMENTUM, "must be a number in (0, 1]")

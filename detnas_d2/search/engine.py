@@ -1,0 +1,591 @@
+"""The search loop: drives a strategy with an evaluator under cost constraints, with a memo,
+a crash-safe resumable state, a JSON-lines log, a best-architecture file and a progress plot.
+
+Evaluator interface (implemented later on top of the trained supernet)::
+
+    evaluator(archs: list) -> list[dict]     # one metrics dict per arch, e.g. {"bbox/AP": 31.2, ...}
+
+Nested dicts are flattened with "/" (``{"bbox": {"AP": 1}}`` -> ``"bbox/AP"``); fitness is
+``metrics[metric]`` (higher is better); a non-finite value is stored as ``null`` and ranks last.
+The evaluator receives at most ``eval_batch_size`` distinct, never-evaluated candidates per call.
+
+Distributed seam: ``run()`` is called on EVERY rank. Only the main rank (``is_main=True``) samples,
+keeps the state and writes files. Before each evaluator call it sends
+``{"op": "evaluate", "archs": [...]}`` through ``broadcast``; the other ranks, inside ``run()``,
+receive it and call their evaluator with the same candidates, so a collective evaluator can shard
+the batch (or the dataset) across ranks; only the main rank's return value is used. At the end
+(or on an error on the main rank) ``{"op": "stop"}`` releases the other ranks, whose ``run()``
+returns ``None``. ``broadcast(obj)`` must return ``obj`` on the main rank and the main rank's
+object on the others (e.g. a wrapper around ``torch.distributed.broadcast_object_list``). In a
+single process leave ``broadcast=None``.
+
+Files in ``output_dir`` (none when it is ``None``):
+  search_state.json   rewritten atomically after every evaluator call; no timing inside, so an
+                      interrupted-and-resumed search ends with the same bytes as an uninterrupted one
+  search_log.jsonl    one line per evaluated candidate (the only place holding timings)
+  best_arch.json      best architecture so far (rewritten after every generation)
+  search_progress.png fitness vs FLOPs coloured by generation, and best-so-far vs candidate index
+"""
+
+import datetime
+import json
+import logging
+import math
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from detectron2.config import configurable
+
+from ..space.base import SearchSpace
+from .config import validate_search_config
+from .constraints import CostConstraints, CostRange, InfeasibleConstraintError, format_cost
+from .plots import plot_search_progress
+from .state import STATE_FORMAT, atomic_write, load_state, save_json_atomic
+from .strategies import CandidateSearchExhausted, SearchStrategy, build_search_strategy
+
+logger = logging.getLogger("detnas_d2.search")
+
+STATE_FILE = "search_state.json"
+LOG_FILE = "search_log.jsonl"
+BEST_FILE = "best_arch.json"
+PLOT_FILE = "search_progress.png"
+
+Evaluator = Callable[[List[Any]], Sequence[Mapping[str, Any]]]
+Broadcast = Callable[[Any], Any]
+GenerationCallback = Callable[[int, dict], None]
+
+
+@dataclass
+class EvaluatedCandidate:
+    """One evaluated architecture with everything the search recorded about it."""
+
+    key: str
+    arch: Any
+    fitness: Optional[float]
+    metrics: Dict[str, Optional[float]]
+    costs: Dict[str, float]
+    generation: int
+    index: int
+
+
+@dataclass
+class SearchResult:
+    """What ``SearchEngine.run`` returns: best of the final top-k, the top-k, per-generation stats."""
+
+    best: EvaluatedCandidate
+    topk: List[EvaluatedCandidate]
+    history: List[dict] = field(default_factory=list)
+    n_evaluated: int = 0
+
+
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> Dict[str, Optional[float]]:
+    """Flatten nested metric dicts with "/" and convert values to float (non-finite -> None)."""
+    flat: Dict[str, Optional[float]] = {}
+    for name, value in metrics.items():
+        full = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_metrics(value, prefix=full + "/"))
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"metric '{full}' must be a number, got {value!r}") from None
+        flat[full] = number if math.isfinite(number) else None
+    return flat
+
+
+def _format_eta(seconds: Optional[float]) -> str:
+    """``H:MM:SS`` or ``unknown``."""
+    return "unknown" if seconds is None else str(datetime.timedelta(seconds=int(round(seconds))))
+
+
+class SearchEngine:
+    """Runs a :class:`SearchStrategy` to completion (or resumes it) and returns a :class:`SearchResult`."""
+
+    @configurable
+    def __init__(
+        self,
+        space: SearchSpace,
+        strategy: SearchStrategy,
+        evaluator: Evaluator,
+        *,
+        metric: str,
+        constraints: Optional[CostConstraints] = None,
+        output_dir: Optional[str] = None,
+        eval_batch_size: int = 1,
+        is_main: bool = True,
+        broadcast: Optional[Broadcast] = None,
+        on_generation_end: Optional[GenerationCallback] = None,
+        plot_each_generation: bool = True,
+        fingerprint_extra: Optional[Mapping[str, Any]] = None,
+    ):
+        """
+        Args:
+            space: the search space (encode/decode give the memo keys, which must be str).
+            strategy: decides the candidates of every generation.
+            evaluator: callable(list of archs) -> list of metric dicts (see module docstring).
+            metric: name of the (flattened) metric used as fitness, higher is better.
+            constraints: cost functions and limits; ``None`` = no costs, no limits.
+            output_dir: where the state/log/best/plot files go; ``None`` keeps everything in memory.
+            eval_batch_size: most candidates per evaluator call; the state is saved after each call.
+            is_main / broadcast: distributed seam (see module docstring).
+            on_generation_end: called as ``fn(generation, stats)`` on the main rank after each
+                generation (stats: best/median/worst fitness of the generation, best_so_far,
+                best_so_far_flops/costs, n_evaluated, ...); not repeated for generations finished
+                before a resume.
+            plot_each_generation: redraw search_progress.png after every generation (else only at the end).
+            fingerprint_extra: more settings recorded in the state and compared on resume.
+        """
+        if isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int) or eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be an integer >= 1, got {eval_batch_size!r}")
+        if not is_main and broadcast is None:
+            raise ValueError("is_main=False needs a broadcast callable to receive the candidates from the main rank")
+        self.space = space
+        self.strategy = strategy
+        self.evaluator = evaluator
+        self.metric = metric
+        self.constraints = constraints if constraints is not None else CostConstraints()
+        self.output_dir = output_dir
+        self.eval_batch_size = eval_batch_size
+        self.is_main = is_main
+        self.broadcast = broadcast
+        self.on_generation_end = on_generation_end
+        self.plot_each_generation = plot_each_generation
+        self.fingerprint = self._normalise_json(
+            {
+                "space": space.name,
+                "metric": metric,
+                "costs": sorted(self.constraints.cost_fns),
+                **{f"limit.{name}": limit for name, limit in self.constraints.limits.items()},
+                **strategy.settings(),
+                **(fingerprint_extra or {}),
+            }
+        )
+        self._records: Dict[str, dict] = {}
+        self._pending: Optional[List[str]] = None
+        self._num_done = 0
+        self._population: List[str] = []
+        self._history: List[dict] = []
+        self._session_eval_seconds = 0.0
+        self._session_evaluated = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg,
+        space: SearchSpace,
+        evaluator: Evaluator,
+        cost_fns: Optional[Mapping[str, Callable[[Any], float]]] = None,
+        cost_range: Optional[CostRange] = None,
+        output_dir: Optional[str] = None,
+    ):
+        """Engine arguments from ``cfg.SEARCH``; ``cost_fns`` must hold "flops" / "params" when their limit is set.
+
+        The caller picks the FLOPs callable matching SEARCH.FLOPS_MODE; the mode and the detector
+        input size are recorded in the state and in best_arch.json.
+        """
+        validate_search_config(cfg)
+        s = cfg.SEARCH
+        return {
+            "space": space,
+            "strategy": build_search_strategy(cfg, space),
+            "evaluator": evaluator,
+            "metric": s.METRIC,
+            "constraints": CostConstraints(
+                cost_fns, {"flops": s.FLOPS_LIMIT, "params": s.PARAMS_LIMIT}, cost_range=cost_range
+            ),
+            "output_dir": cfg.OUTPUT_DIR if output_dir is None else output_dir,
+            "eval_batch_size": s.EVAL_BATCH_SIZE,
+            "fingerprint_extra": {
+                "SEARCH.SPACE": s.SPACE,
+                "SEARCH.DATASET": s.DATASET,
+                "SEARCH.FLOPS_MODE": s.FLOPS_MODE,
+                "SEARCH.DETECTOR_INPUT_SIZE": list(s.DETECTOR_INPUT_SIZE),
+                "SEARCH.BN_RECALIB.NUM_BATCHES": s.BN_RECALIB.NUM_BATCHES,
+                "SEARCH.BN_RECALIB.BATCH_SIZE": s.BN_RECALIB.BATCH_SIZE,
+                "SEARCH.BN_RECALIB.MODE": s.BN_RECALIB.MODE,
+                "SEARCH.BN_RECALIB.MOMENTUM": s.BN_RECALIB.MOMENTUM,
+            },
+        }
+
+    # ------------------------------------------------------------------ public
+
+    def run(self, resume: bool = False) -> Optional[SearchResult]:
+        """Run (``resume=True``: continue from ``output_dir/search_state.json`` if present) to the end.
+
+        Returns the result on the main rank and ``None`` on the other ranks.
+        """
+        if not self.is_main:
+            self._serve_other_rank()
+            return None
+        try:
+            return self._run_main(resume)
+        finally:
+            if self.broadcast is not None:
+                self.broadcast({"op": "stop"})
+
+    # ------------------------------------------------------------------ main loop
+
+    def _run_main(self, resume: bool) -> SearchResult:
+        """Main rank: propose / evaluate / update generation by generation, then write the final files."""
+        self._start(resume)
+        self.constraints.check_feasible()
+        while not self.strategy.finished:
+            if self._pending is None:
+                self._propose_generation()
+            self._evaluate_pending()
+            self._end_generation()
+        result = self._result()
+        if self.output_dir is not None:
+            self._write_best(result)
+            self._write_plot()
+        logger.info(
+            "Search finished: %d candidates evaluated; best %s = %s, %s, arch %s",
+            result.n_evaluated,
+            self.metric,
+            result.best.fitness,
+            self._format_costs(result.best.costs),
+            result.best.key,
+        )
+        return result
+
+    def _serve_other_rank(self) -> None:
+        """Non-main ranks: evaluate whatever the main rank broadcasts until it says stop."""
+        while True:
+            message = self.broadcast(None)
+            if message["op"] == "stop":
+                return
+            self.evaluator(message["archs"])
+
+    def _key(self, arch: Any) -> str:
+        """Memo key of ``arch`` (validates it through the space)."""
+        key = self.space.encode(arch)
+        if not isinstance(key, str):
+            raise ValueError(
+                f"{type(self.space).__name__}.encode must return a str (it keys the JSON memo), got {type(key).__name__}"
+            )
+        return key
+
+    def _is_legal(self, arch: Any) -> bool:
+        """Legal = not evaluated in an earlier generation and within every cost limit."""
+        key = self._key(arch)
+        if key in self._records:
+            return False
+        return self.constraints.satisfied(self.constraints.costs(key, arch))
+
+    def _propose_generation(self) -> None:
+        """Ask the strategy for the next generation and save it as pending (infeasible -> clear error)."""
+        generation = self.strategy.generation
+        try:
+            archs = self.strategy.propose(self._is_legal)
+        except CandidateSearchExhausted as e:
+            raise InfeasibleConstraintError(
+                f"search space '{self.space.name}', generation {generation + 1}/{self.strategy.generations}: {e}. "
+                f"A legal candidate must satisfy {self.constraints.describe_limits()} and not have been evaluated "
+                "in an earlier generation. "
+                f"{self.constraints.describe_ranges()}."
+            ) from e
+        self._pending = [self._key(arch) for arch in archs]
+        self._num_done = 0
+        self._save_state()
+
+    def _evaluate_pending(self) -> None:
+        """Evaluate the current generation in batches of new candidates; repeats are memo hits."""
+        while self._num_done < len(self._pending):
+            batch, end = [], self._num_done
+            while end < len(self._pending) and len(batch) < self.eval_batch_size:
+                key = self._pending[end]
+                if key not in self._records and key not in batch:
+                    batch.append(key)
+                end += 1
+            if batch:
+                self._evaluate_batch(batch)
+            self._num_done = end
+            self._save_state()
+
+    def _evaluate_batch(self, keys: List[str]) -> None:
+        """Evaluate new candidates in one evaluator call; record them in the memo and the log."""
+        generation = self.strategy.generation
+        archs = [self.space.decode(key) for key in keys]
+        if self.broadcast is not None:
+            self.broadcast({"op": "evaluate", "archs": archs})
+        start = time.perf_counter()
+        results = self.evaluator(archs)
+        seconds = (time.perf_counter() - start) / len(keys)
+        if not isinstance(results, (list, tuple)) or len(results) != len(archs):
+            raise ValueError(
+                f"evaluator must return a list with one metrics dict per candidate: got "
+                f"{type(results).__name__} of length {len(results) if hasattr(results, '__len__') else '?'} "
+                f"for {len(archs)} candidates"
+            )
+        log_lines = []
+        for key, arch, raw_metrics in zip(keys, archs, results):
+            metrics = flatten_metrics(raw_metrics)
+            if self.metric not in metrics:
+                raise ValueError(
+                    f"the evaluator's metrics have no '{self.metric}' (the fitness metric, SEARCH.METRIC); "
+                    f"available: {sorted(metrics)}"
+                )
+            record = {
+                "key": key,
+                "generation": generation,
+                "index": len(self._records),
+                "costs": dict(self.constraints.costs(key, arch)),
+                "metrics": metrics,
+                "fitness": metrics[self.metric],
+            }
+            self._records[key] = record
+            self._session_eval_seconds += seconds
+            self._session_evaluated += 1
+            log_lines.append({**record, "arch": arch, "eval_time_s": round(seconds, 6)})
+            logger.info(
+                "generation %d/%d, candidate %d/%d: %s = %s, %s (%.1f s, ETA %s)",
+                generation + 1,
+                self.strategy.generations,
+                len(self._records),
+                self._budget(),
+                self.metric,
+                record["fitness"],
+                self._format_costs(record["costs"]),
+                seconds,
+                _format_eta(self._eta_seconds()),
+            )
+        self._append_log(log_lines)
+
+    def _end_generation(self) -> None:
+        """Update the top-k, save, report (log, best_arch.json, plot, callback)."""
+        generation = self.strategy.generation
+        keys = self._pending
+        self.strategy.update(keys, [self._records[key]["fitness"] for key in keys])
+        stats = self._generation_stats(generation, keys)
+        self._history.append(stats)
+        self._population = keys
+        self._pending = None
+        self._num_done = 0
+        self._save_state()
+        self._log_generation(generation, stats)
+        if self.output_dir is not None:
+            self._write_best(self._result())
+            if self.plot_each_generation:
+                self._write_plot()
+        if self.on_generation_end is not None:
+            self.on_generation_end(generation, stats)
+
+    def _generation_stats(self, generation: int, keys: List[str]) -> dict:
+        """Fitness statistics of one generation (distinct candidates) and of the best so far."""
+        values = sorted(
+            self._records[key]["fitness"] for key in dict.fromkeys(keys) if self._records[key]["fitness"] is not None
+        )
+        best_key, best_so_far = self.strategy.topk[0]
+        best_costs = self._records[best_key]["costs"]
+        return {
+            "generation": generation,
+            "num_candidates": len(keys),
+            "num_distinct": len(set(keys)),
+            "best": values[-1] if values else None,
+            "median": statistics.median(values) if values else None,
+            "worst": values[0] if values else None,
+            "best_so_far": best_so_far,
+            "best_so_far_key": best_key,
+            "best_so_far_costs": dict(best_costs),
+            "best_so_far_flops": best_costs.get("flops"),
+            "n_evaluated": len(self._records),
+        }
+
+    def _candidate(self, key: str) -> EvaluatedCandidate:
+        """The memo entry of ``key`` as an :class:`EvaluatedCandidate`."""
+        record = self._records[key]
+        return EvaluatedCandidate(
+            key=key,
+            arch=self.space.decode(key),
+            fitness=record["fitness"],
+            metrics=dict(record["metrics"]),
+            costs=dict(record["costs"]),
+            generation=record["generation"],
+            index=record["index"],
+        )
+
+    def _result(self) -> SearchResult:
+        """Current top-k (best first) with the history so far."""
+        topk = [self._candidate(key) for key, _ in self.strategy.topk]
+        return SearchResult(best=topk[0], topk=topk, history=list(self._history), n_evaluated=len(self._records))
+
+    # ------------------------------------------------------------------ progress reporting
+
+    def _budget(self) -> int:
+        """Number of candidate slots of the whole search (evaluations are at most this many)."""
+        return self.strategy.population * self.strategy.generations
+
+    def _eta_seconds(self) -> Optional[float]:
+        """Remaining time from the mean evaluation time of this session (slots left x mean)."""
+        if self._session_evaluated == 0:
+            return None
+        remaining = max(self._budget() - len(self._records), 0)
+        return remaining * self._session_eval_seconds / self._session_evaluated
+
+    @staticmethod
+    def _format_costs(costs: Mapping[str, float]) -> str:
+        """E.g. ``flops = 2.9e+08, params = 3.1e+06``."""
+        return ", ".join(f"{name} = {format_cost(value)}" for name, value in costs.items()) or "no costs"
+
+    def _log_generation(self, generation: int, stats: dict) -> None:
+        """Log the generation summary, progress, ETA and the top-k table."""
+        cost_names = sorted(self.constraints.cost_fns)
+        header = ["rank", self.metric] + cost_names + ["arch"]
+        rows = [
+            [str(rank), str(fitness)] + [format_cost(self._records[key]["costs"][name]) for name in cost_names] + [key]
+            for rank, (key, fitness) in enumerate(self.strategy.topk, start=1)
+        ]
+        widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
+        table = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in [header] + rows)
+        logger.info(
+            "Generation %d/%d done (best %s, median %s, worst %s); %d/%d candidates evaluated, ETA %s. " "Top-%d:\n%s",
+            generation + 1,
+            self.strategy.generations,
+            stats["best"],
+            stats["median"],
+            stats["worst"],
+            len(self._records),
+            self._budget(),
+            _format_eta(self._eta_seconds()),
+            len(rows),
+            table,
+        )
+
+    # ------------------------------------------------------------------ files
+
+    def _path(self, name: str) -> str:
+        """Path of an output file."""
+        return os.path.join(self.output_dir, name)
+
+    @staticmethod
+    def _normalise_json(obj: Any) -> Any:
+        """``obj`` as it reads back from JSON (tuples become lists), for exact comparisons after a resume."""
+        return json.loads(json.dumps(obj))
+
+    def _state_dict(self) -> dict:
+        """The whole search state as plain JSON data (no timings, so equal searches give equal bytes)."""
+        return {
+            "format": STATE_FORMAT,
+            "fingerprint": self.fingerprint,
+            "strategy": self.strategy.state_dict(),
+            "pending": self._pending,
+            "num_done": self._num_done,
+            "population": self._population,
+            "history": self._history,
+            "evaluated": list(self._records.values()),
+        }
+
+    def _save_state(self) -> None:
+        """Atomically rewrite search_state.json (no-op for an in-memory search)."""
+        if self.output_dir is not None:
+            save_json_atomic(self._path(STATE_FILE), self._state_dict())
+
+    def _start(self, resume: bool) -> None:
+        """Load the state for a resume, or reset the output files for a new search."""
+        if self.output_dir is None:
+            return
+        os.makedirs(self.output_dir, exist_ok=True)
+        state_path = self._path(STATE_FILE)
+        if resume and os.path.exists(state_path):
+            self._load(load_state(state_path), state_path)
+            self._reconcile_log()
+            logger.info(
+                "Resuming search from %s: generation %d/%d, %d candidates evaluated",
+                state_path,
+                self.strategy.generation,
+                self.strategy.generations,
+                len(self._records),
+            )
+            return
+        if resume:
+            logger.info("No search state in %s; starting a new search", self.output_dir)
+        for name in (BEST_FILE, PLOT_FILE):
+            if os.path.exists(self._path(name)):
+                os.remove(self._path(name))
+        atomic_write(self._path(LOG_FILE), "")
+        self._save_state()
+
+    def _load(self, state: dict, path: str) -> None:
+        """Restore a saved state after checking that it was written with the same settings."""
+        saved = state["fingerprint"]
+        differing = [
+            key for key in sorted(set(saved) | set(self.fingerprint)) if saved.get(key) != self.fingerprint.get(key)
+        ]
+        if differing:
+            details = "; ".join(
+                f"{key}: state has {saved.get(key, '<missing>')!r}, current run has {self.fingerprint.get(key, '<missing>')!r}"
+                for key in differing
+            )
+            raise ValueError(
+                f"cannot resume the search in {path}: its configuration differs ({details}). Resume with the "
+                "original settings, or start a new search (resume=False or another OUTPUT_DIR)."
+            )
+        self.strategy.load_state_dict(state["strategy"])
+        self._pending = state["pending"]
+        self._num_done = state["num_done"]
+        self._population = state["population"]
+        self._history = state["history"]
+        self._records = {record["key"]: record for record in state["evaluated"]}
+
+    def _reconcile_log(self) -> None:
+        """Make search_log.jsonl hold exactly the candidates of the state (drop lines written after its last save)."""
+        path = self._path(LOG_FILE)
+        lines = []
+        if os.path.exists(path):
+            with open(path, "r", encoding="utf-8") as f:
+                lines = f.read().split("\n")
+        kept = []
+        for line in lines:
+            if len(kept) == len(self._records):
+                break
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if entry.get("index") != len(kept):
+                break
+            kept.append(line)
+        if len(kept) < len(self._records):
+            raise ValueError(
+                f"{path} has {len(kept)} consistent lines but the search state records {len(self._records)} "
+                "evaluated candidates; the log was modified or lost. Start a new search (resume=False) or restore it."
+            )
+        expected = "".join(line + "\n" for line in kept)
+        if "\n".join(lines) != expected:
+            logger.info("Dropping lines of %s written after the last saved state", path)
+            atomic_write(path, expected)
+
+    def _append_log(self, entries: List[dict]) -> None:
+        """Append and fsync log lines; done BEFORE the state save so a crash can only leave extra lines."""
+        if self.output_dir is None:
+            return
+        with open(self._path(LOG_FILE), "a", encoding="utf-8") as f:
+            for entry in entries:
+                f.write(json.dumps(entry, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _write_best(self, result: SearchResult) -> None:
+        """best_arch.json: the best candidate plus the settings of the search (FLOPs mode included)."""
+        save_json_atomic(
+            self._path(BEST_FILE),
+            {**asdict(result.best), "metric": self.metric, "search": self.fingerprint},
+            pretty=True,
+        )
+
+    def _write_plot(self) -> None:
+        """search_progress.png over all evaluated candidates, x axis = FLOPs (or the first cost)."""
+        cost_name = (
+            "flops" if "flops" in self.constraints.cost_fns else next(iter(sorted(self.constraints.cost_fns)), "flops")
+        )
+        plot_search_progress(
+            list(self._records.values()),
+            self._path(PLOT_FILE),
+            cost_name=cost_name,
+            limit=self.constraints.limits.get(cost_name),
+            metric=self.metric,
+        )

@@ -1,0 +1,66 @@
+"""``search_progress.png``: fitness vs cost of every evaluated candidate, and the best-so-far curve.
+
+Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend switch), so it is
+safe on headless machines and inside processes that use another backend.
+"""
+
+import io
+from typing import Mapping, Optional, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .state import atomic_write
+
+
+def plot_search_progress(
+    records: Sequence[Mapping],
+    path: str,
+    cost_name: str = "flops",
+    limit: Optional[float] = None,
+    metric: str = "fitness",
+) -> None:
+    """Write the two-panel progress figure to ``path`` (atomically).
+
+    Args:
+        records: evaluated candidates in evaluation order, each with "index", "generation",
+            "fitness" (None = non-finite, not drawn) and "costs" (name -> value).
+        cost_name: cost on the x axis of the left panel; candidate index if a record lacks it.
+        limit: the cost limit, drawn as a vertical line when > 0.
+        metric: axis label of the fitness.
+    """
+    scored = [r for r in records if r["fitness"] is not None]
+    use_cost = all(cost_name in r["costs"] for r in scored)
+    fig = Figure(figsize=(12, 4.8))
+    FigureCanvasAgg(fig)
+    ax_cost, ax_best = fig.subplots(1, 2)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.11, top=0.93, wspace=0.22)
+
+    xs = [r["costs"][cost_name] if use_cost else r["index"] for r in scored]
+    scatter = ax_cost.scatter(
+        xs, [r["fitness"] for r in scored], c=[r["generation"] for r in scored], cmap="viridis", s=14
+    )
+    if scored:
+        fig.colorbar(scatter, ax=ax_cost, label="generation")
+    if use_cost and limit:
+        ax_cost.axvline(limit, color="red", linestyle="--", linewidth=1, label=f"{cost_name} limit")
+        ax_cost.legend(loc="lower right")
+    ax_cost.set_xlabel(cost_name if use_cost else "candidate index")
+    ax_cost.set_ylabel(metric)
+    ax_cost.set_title(f"{len(records)} evaluated candidates")
+
+    best_index, best_value, best = [], [], None
+    for r in records:
+        if r["fitness"] is not None and (best is None or r["fitness"] > best):
+            best = r["fitness"]
+        if best is not None:
+            best_index.append(r["index"])
+            best_value.append(best)
+    ax_best.step(best_index, best_value, where="post", color="tab:blue")
+    ax_best.set_xlabel("candidate index")
+    ax_best.set_ylabel(f"best {metric} so far")
+    ax_best.set_title("best so far")
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write(path, buffer.getvalue())

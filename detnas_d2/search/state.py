@@ -1,0 +1,77 @@
+"""Crash-safe persistence for the search: atomic JSON files and JSON-serialisable RNG state.
+
+The search writes its state after every evaluated candidate, so a write must never leave a
+half-written file behind: data goes to a temporary file in the same directory, is fsynced and
+then renamed over the target (``os.replace`` is atomic on POSIX and Windows).
+"""
+
+import json
+import os
+import random
+import tempfile
+from typing import Any, Union
+
+#: identifies the layout of ``search_state.json``; bump when it changes incompatibly
+STATE_FORMAT = "detnas_d2.search_state/1"
+
+
+def atomic_write(path: str, data: Union[str, bytes]) -> None:
+    """Replace ``path`` by ``data`` (text is UTF-8 encoded) so that readers see the old or the new file, never a mix."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(prefix=".tmp_", suffix="_" + os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o644)  # mkstemp creates 0600; give the usual permissions of a written file
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def dump_json(obj: Any, pretty: bool = False) -> str:
+    """Canonical JSON text (sorted keys) so equal states give equal bytes.
+
+    ``pretty`` indents for human readers; the default compact form uses the fast C encoder, which
+    matters because the search state is rewritten after every evaluated candidate.
+    """
+    if pretty:
+        return json.dumps(obj, sort_keys=True, indent=1) + "\n"
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def save_json_atomic(path: str, obj: Any, pretty: bool = False) -> None:
+    """Atomically write ``obj`` as canonical JSON to ``path``."""
+    atomic_write(path, dump_json(obj, pretty=pretty))
+
+
+def load_state(path: str) -> dict:
+    """Read a search state file and check that its format is the one this code writes."""
+    with open(path, "r", encoding="utf-8") as f:
+        state = json.load(f)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"{path} is not a search state of format {STATE_FORMAT!r} (found {found!r}); "
+            "start a new search with resume=False or use another OUTPUT_DIR"
+        )
+    return state
+
+
+def rng_state_to_json(rng: random.Random) -> list:
+    """The full state of ``rng`` as a JSON-serialisable list ``[version, [625 ints], gauss_next]``."""
+    version, internal, gauss_next = rng.getstate()
+    return [version, list(internal), gauss_next]
+
+
+def rng_state_from_json(rng: random.Random, data: list) -> None:
+    """Restore ``rng`` to a state produced by :func:`rng_state_to_json`."""
+    if not isinstance(data, list) or len(data) != 3 or not isinstance(data[1], list):
+        raise ValueError(
+            f"invalid random.Random state in search state: expected [version, [ints], gauss_next], got {data!r:.80}"
+        )
+    version, internal, gauss_next = data
+    rng.setstate((version, tuple(internal), gauss_next))

@@ -1,0 +1,272 @@
+"""Search strategies: the DetNAS/SPOS evolutionary algorithm (spec 4.1/4.2) and a same-budget random search.
+
+A strategy only decides WHICH architectures to evaluate; the engine (``engine.py``) evaluates them,
+owns the memo and the files. The interaction is ask/tell, one generation at a time::
+
+    archs = strategy.propose(is_legal)   # is_legal(arch): within cost limits and not evaluated earlier
+    ...evaluate...
+    strategy.update(keys, fitnesses)     # merge into the elitist top-k, next generation
+
+All randomness comes from the strategy's own ``random.Random(seed)``, whose state is part of
+``state_dict()`` (plain JSON), so a search is reproducible and resumable.
+"""
+
+import logging
+import random
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+from ..space.base import SearchSpace
+from .state import rng_state_from_json, rng_state_to_json
+
+logger = logging.getLogger("detnas_d2.search")
+
+IsLegal = Callable[[Any], bool]
+TopKEntry = Tuple[str, Optional[float]]
+
+
+class CandidateSearchExhausted(RuntimeError):
+    """Random sampling drew ``tries`` architectures in a row without finding a legal one."""
+
+    def __init__(self, tries: int, found: int, wanted: int):
+        super().__init__(f"no legal candidate in {tries} consecutive random draws ({found} of {wanted} found)")
+        self.tries = tries
+        self.found = found
+        self.wanted = wanted
+
+
+def fitness_sort_key(fitness: Optional[float]) -> float:
+    """Sort key making higher fitness better; ``None`` (non-finite metric) ranks below everything."""
+    return float("-inf") if fitness is None else fitness
+
+
+def _check_int(name: str, value: int, minimum: int) -> None:
+    """Raise ValueError unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+class SearchStrategy:
+    """Common part of the strategies: generation counter, elitist top-k, seeded RNG, random sampling."""
+
+    #: value of SEARCH.STRATEGY selecting this class
+    name = ""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        population: int,
+        generations: int,
+        topk: int,
+        seed: int,
+        max_random_tries: int,
+    ):
+        for arg, value, minimum in (
+            ("population", population, 1),
+            ("generations", generations, 1),
+            ("topk", topk, 1),
+            ("seed", seed, 0),
+            ("max_random_tries", max_random_tries, 1),
+        ):
+            _check_int(arg, value, minimum)
+        self.space = space
+        self.population = population
+        self.generations = generations
+        self.topk_size = topk
+        self.seed = seed
+        self.max_random_tries = max_random_tries
+        self.rng = random.Random(seed)
+        #: number of completed generations
+        self.generation = 0
+        #: elitist archive of (key, fitness), best first, distinct keys
+        self.topk: List[TopKEntry] = []
+
+    @property
+    def finished(self) -> bool:
+        """Whether all generations have been proposed and updated."""
+        return self.generation >= self.generations
+
+    def propose(self, is_legal: IsLegal) -> list:
+        """The architectures of the next generation, each one accepted by ``is_legal``."""
+        raise NotImplementedError
+
+    def update(self, keys: Sequence[str], fitnesses: Sequence[Optional[float]]) -> None:
+        """Merge the evaluated generation into the top-k (old top-k first, stable sort) and advance."""
+        if len(keys) != len(fitnesses):
+            raise ValueError(f"update got {len(keys)} keys but {len(fitnesses)} fitness values")
+        merged, seen = [], set()
+        for key, fitness in list(self.topk) + list(zip(keys, fitnesses)):
+            if key not in seen:
+                seen.add(key)
+                merged.append((key, fitness))
+        merged.sort(key=lambda entry: fitness_sort_key(entry[1]), reverse=True)
+        self.topk = merged[: self.topk_size]
+        self.generation += 1
+
+    def settings(self) -> dict:
+        """The hyper-parameters that determine the trajectory, by config key (for the resume check)."""
+        return {
+            "SEARCH.STRATEGY": self.name,
+            "SEARCH.POPULATION": self.population,
+            "SEARCH.GENERATIONS": self.generations,
+            "SEARCH.TOPK": self.topk_size,
+            "SEARCH.SEED": self.seed,
+            "SEARCH.MAX_RANDOM_TRIES": self.max_random_tries,
+        }
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue the strategy exactly, as plain JSON data."""
+        return {
+            "strategy": self.name,
+            "generation": self.generation,
+            "rng": rng_state_to_json(self.rng),
+            "topk": [[key, fitness] for key, fitness in self.topk],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state produced by :meth:`state_dict` of the same strategy."""
+        if state.get("strategy") != self.name:
+            raise ValueError(
+                f"state of strategy {state.get('strategy')!r} cannot be loaded into strategy {self.name!r}"
+            )
+        self.generation = int(state["generation"])
+        rng_state_from_json(self.rng, state["rng"])
+        self.topk = [(key, fitness) for key, fitness in state["topk"]]
+
+    def _random_legal(self, count: int, is_legal: IsLegal) -> list:
+        """``count`` uniform random legal architectures; each may take up to ``max_random_tries`` draws."""
+        found = []
+        while len(found) < count:
+            for _ in range(self.max_random_tries):
+                arch = self.space.sample(self.rng)
+                if is_legal(arch):
+                    found.append(arch)
+                    break
+            else:
+                raise CandidateSearchExhausted(self.max_random_tries, len(found), count)
+        return found
+
+
+class EvolutionStrategy(SearchStrategy):
+    """DetNAS/SPOS evolution: random generation 0, then mutation + crossover children of the top-k plus random fill."""
+
+    name = "evolution"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        population: int,
+        generations: int,
+        topk: int,
+        num_mutation: int,
+        num_crossover: int,
+        mutation_prob: float,
+        seed: int,
+        max_tries_factor: int,
+        max_random_tries: int,
+    ):
+        super().__init__(
+            space,
+            population=population,
+            generations=generations,
+            topk=topk,
+            seed=seed,
+            max_random_tries=max_random_tries,
+        )
+        _check_int("num_mutation", num_mutation, 0)
+        _check_int("num_crossover", num_crossover, 0)
+        _check_int("max_tries_factor", max_tries_factor, 1)
+        if num_mutation + num_crossover > population:
+            raise ValueError(
+                f"num_mutation + num_crossover ({num_mutation} + {num_crossover}) must not exceed population ({population})"
+            )
+        if not 0.0 <= mutation_prob <= 1.0:
+            raise ValueError(f"mutation_prob must be in [0, 1], got {mutation_prob!r}")
+        self.num_mutation = num_mutation
+        self.num_crossover = num_crossover
+        self.mutation_prob = mutation_prob
+        self.max_tries_factor = max_tries_factor
+
+    def settings(self) -> dict:
+        return {
+            **super().settings(),
+            "SEARCH.NUM_MUTATION": self.num_mutation,
+            "SEARCH.NUM_CROSSOVER": self.num_crossover,
+            "SEARCH.MUTATION_PROB": self.mutation_prob,
+            "SEARCH.MAX_TRIES_FACTOR": self.max_tries_factor,
+        }
+
+    def propose(self, is_legal: IsLegal) -> list:
+        if self.generation == 0:
+            return self._random_legal(self.population, is_legal)
+        parents = [self.space.decode(key) for key, _ in self.topk]
+        mutation = self._operator_children(
+            self.num_mutation,
+            lambda: self.space.mutate(self.rng.choice(parents), self.rng, self.mutation_prob),
+            is_legal,
+        )
+        crossover = self._operator_children(
+            self.num_crossover,
+            lambda: self.space.crossover(self.rng.choice(parents), self.rng.choice(parents), self.rng),
+            is_legal,
+        )
+        fill = self._random_legal(self.population - len(mutation) - len(crossover), is_legal)
+        logger.info(
+            "Generation %d/%d proposal: %d mutation (quota %d), %d crossover (quota %d), %d random",
+            self.generation + 1,
+            self.generations,
+            len(mutation),
+            self.num_mutation,
+            len(crossover),
+            self.num_crossover,
+            len(fill),
+        )
+        return mutation + crossover + fill
+
+    def _operator_children(self, quota: int, make_child: Callable[[], Any], is_legal: IsLegal) -> list:
+        """Up to ``quota`` legal children from ``max_tries_factor * quota`` tries (every try counts, as in SPOS)."""
+        children = []
+        for _ in range(self.max_tries_factor * quota):
+            if len(children) == quota:
+                break
+            child = make_child()
+            if is_legal(child):
+                children.append(child)
+        return children
+
+
+class RandomSearchStrategy(SearchStrategy):
+    """Baseline: every generation is POPULATION uniform random legal architectures (same budget as evolution)."""
+
+    name = "random"
+
+    def propose(self, is_legal: IsLegal) -> list:
+        return self._random_legal(self.population, is_legal)
+
+
+def build_search_strategy(cfg, space: SearchSpace) -> SearchStrategy:
+    """The strategy selected by ``cfg.SEARCH.STRATEGY``, configured from ``cfg.SEARCH``."""
+    s = cfg.SEARCH
+    common = dict(
+        population=s.POPULATION,
+        generations=s.GENERATIONS,
+        topk=s.TOPK,
+        seed=s.SEED,
+        max_random_tries=s.MAX_RANDOM_TRIES,
+    )
+    if s.STRATEGY == EvolutionStrategy.name:
+        return EvolutionStrategy(
+            space,
+            num_mutation=s.NUM_MUTATION,
+            num_crossover=s.NUM_CROSSOVER,
+            mutation_prob=s.MUTATION_PROB,
+            max_tries_factor=s.MAX_TRIES_FACTOR,
+            **common,
+        )
+    if s.STRATEGY == RandomSearchStrategy.name:
+        return RandomSearchStrategy(space, **common)
+    raise ValueError(
+        f"cfg.SEARCH.STRATEGY = {s.STRATEGY!r} is invalid: must be one of "
+        f"{(EvolutionStrategy.name, RandomSearchStrategy.name)}"
+    )
