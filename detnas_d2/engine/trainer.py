@@ -7,17 +7,25 @@ data stream and RNG states where the checkpoint left them, so a resumed run repe
 """
 import logging
 import os
+import random
 import weakref
+from collections import OrderedDict
+
+import numpy as np
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import DatasetMapper, build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
-from detectron2.evaluation import COCOEvaluator
+from detectron2.evaluation import COCOEvaluator, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..data.datasets import register_from_config
+from ..data.mappers import build_test_mapper, build_train_mapper
+from ..modeling.searchable import model_search_space, searchable_parts
+from .path_sampling import PathSamplingHook
 from .resume import ResumableTrainingSampler, RNGStateHook
+from .supernet_eval import ArchitectureEvaluator, preserved_training_state
 
 
 class Trainer(DefaultTrainer):
@@ -43,7 +51,10 @@ class Trainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self):
-        return [RNGStateHook()] + super().build_hooks()
+        hooks = [RNGStateHook()]
+        if searchable_parts(self.model):
+            hooks.append(PathSamplingHook(self.cfg, self.model))
+        return hooks + super().build_hooks()
 
     def resume_or_load(self, resume=True):
         super().resume_or_load(resume=resume)
@@ -53,7 +64,12 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_mapper(cls, cfg):
-        return DatasetMapper(cfg, is_train=True)
+        """The mapper named by ``DATALOADER.MAPPER_NAME`` (AutoAugment when ``INPUT.AUTOAUGMENT.ENABLED``)."""
+        return build_train_mapper(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg))
 
     @classmethod
     def build_resumable_train_loader(cls, cfg):
@@ -74,8 +90,11 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def wrap_model(cls, cfg, model):
-        """Wrap in DDP when running several processes; CPU models get ``device_ids=None``."""
-        kwargs = {"broadcast_buffers": False}
+        """Wrap in DDP when running several processes; CPU models get ``device_ids=None``.
+
+        One-shot models run one path per step, so DDP must expect unused parameters.
+        """
+        kwargs = {"broadcast_buffers": False, "find_unused_parameters": bool(searchable_parts(model))}
         if next(model.parameters()).device.type == "cpu":
             kwargs["device_ids"] = None
         return create_ddp_model(model, **kwargs)
@@ -88,5 +107,41 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
+        """detectron2's evaluation; a one-shot model is scored on ``SUPERNET.EVAL.NUM_PATHS`` fixed random paths
+        (BN recalibrated per path as ``SEARCH.BN_RECALIB`` says), reporting each path and their mean."""
         register_from_config(cfg)
-        return super().test(cfg, model, evaluators)
+        if evaluators is not None or not searchable_parts(model):
+            return super().test(cfg, model, evaluators)
+        return cls.test_paths(cfg, model, cls.eval_paths(cfg, model))
+
+    @staticmethod
+    def eval_paths(cfg, model):
+        """The fixed random paths scored when a one-shot model is evaluated."""
+        space, rng = model_search_space(model), random.Random(cfg.SUPERNET.EVAL.SEED)
+        return [space.sample(rng) for _ in range(cfg.SUPERNET.EVAL.NUM_PATHS)]
+
+    @classmethod
+    def test_paths(cls, cfg, model, paths):
+        """Per-dataset results: the mean over ``paths`` under each task, and each path under ``<task>/path<i>``."""
+        logger = logging.getLogger(__name__)
+        results = OrderedDict()
+        for dataset_name in cfg.DATASETS.TEST:
+            evaluate = ArchitectureEvaluator(
+                cfg, model, dataset_name, build_test_loader=lambda name: cls.build_test_loader(cfg, name),
+                build_evaluator=lambda name: cls.build_evaluator(cfg, name),
+                train_mapper=cls.build_train_mapper(cfg))
+            per_path = []
+            with preserved_training_state(model):
+                for i, arch in enumerate(paths):
+                    logger.info(f"Evaluating path {i} of {len(paths)} on {dataset_name}: {arch}")
+                    per_path.append(evaluate(arch))
+            merged = OrderedDict()
+            for task in per_path[0]:
+                merged[task] = {k: float(np.mean([r[task][k] for r in per_path])) for k in per_path[0][task]}
+                for i, r in enumerate(per_path):
+                    merged[f"{task}/path{i}"] = r[task]
+            if comm.is_main_process():
+                logger.info(f"Mean over {len(paths)} paths on {dataset_name}:")
+                print_csv_format({task: merged[task] for task in per_path[0]})
+            results[dataset_name] = merged
+        return results[cfg.DATASETS.TEST[0]] if len(results) == 1 else results

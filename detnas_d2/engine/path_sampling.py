@@ -1,0 +1,122 @@
+"""Single-path one-shot training: a hook that selects one path of the supernet before every step.
+
+Rank 0 draws the path (uniform per block, or FLOPs-binned as the DetNAS ImageNet sampler did) from its own
+seeded generator and broadcasts it, so every rank trains the same path (required anyway by SyncBN inside the
+sampled ops). The generator's state is part of detectron2 checkpoints: ``--resume`` continues the same path
+sequence.
+"""
+import json
+import logging
+import os
+import random
+from typing import Callable, Optional, Sequence
+
+import torch.distributed as dist
+from detectron2.config import CfgNode as CN
+from detectron2.engine import HookBase
+from detectron2.utils import comm
+
+from ..modeling.searchable import backbone_arch, backbone_cost_model, model_search_space, searchable_parts, set_model_arch
+from ..space.base import SearchSpace
+
+SAMPLERS = ("uniform", "flops_binned")
+
+
+def add_supernet_config(cfg) -> None:
+    """Declare the SUPERNET.* keys (path sampling during training, supernet evaluation); idempotent."""
+    if "SUPERNET" in cfg:
+        return
+    cfg.SUPERNET = CN()
+    cfg.SUPERNET.SEED = 0  # seed of the path generator (independent of SEED, which drives data and init)
+    cfg.SUPERNET.SAMPLER = "uniform"  # "uniform" per block, or "flops_binned" (DetNAS ImageNet sampler, spec 3.2)
+    cfg.SUPERNET.FLOPS_BINS = CN()
+    cfg.SUPERNET.FLOPS_BINS.RANGE = (290e6, 360e6)  # FLOPs range split into bins (multiply-adds at 224)
+    cfg.SUPERNET.FLOPS_BINS.NUM_BINS = 7  # number of equal-width bins over RANGE
+    cfg.SUPERNET.FLOPS_BINS.MAX_TRIES = 500  # uniform draws per step to hit the chosen bin, then give up
+    cfg.SUPERNET.FLOPS_BINS.INCLUDE_CLASSIFIER = True  # count the full classifier (spec 1.6) or backbone only
+    cfg.SUPERNET.LOG_PATHS = False  # append every step's path to OUTPUT_DIR/paths_rank<r>.jsonl
+    cfg.SUPERNET.EVAL = CN()
+    cfg.SUPERNET.EVAL.NUM_PATHS = 5  # random paths scored when a supernet is evaluated (mean AP is reported)
+    cfg.SUPERNET.EVAL.SEED = 1  # seed of those paths (the same paths at every evaluation)
+
+
+class FlopsBinnedSampler:
+    """Pick one of ``num_bins`` FLOPs bins uniformly, then the first of up to ``max_tries`` uniform paths in it.
+
+    Falls back to an unconstrained uniform path when no draw lands in the bin (spec 3.2). Flattens the FLOPs
+    distribution of the paths that get trained.
+    """
+
+    def __init__(self, space: SearchSpace, flops_fn: Callable, flops_range: Sequence[float], num_bins: int,
+                 max_tries: int):
+        lo, hi = float(flops_range[0]), float(flops_range[1])
+        if not (0 <= lo < hi):
+            raise ValueError(f"SUPERNET.FLOPS_BINS.RANGE must be (low, high) with 0 <= low < high, got {flops_range}")
+        if num_bins < 1 or max_tries < 1:
+            raise ValueError(f"SUPERNET.FLOPS_BINS needs NUM_BINS >= 1 and MAX_TRIES >= 1, got {num_bins}, {max_tries}")
+        self.space, self.flops_fn = space, flops_fn
+        self.edges = [lo + (hi - lo) * i / num_bins for i in range(num_bins + 1)]
+        self.max_tries = max_tries
+
+    def __call__(self, rng: random.Random):
+        b = rng.randrange(len(self.edges) - 1)
+        low, high = self.edges[b], self.edges[b + 1]
+        for _ in range(self.max_tries):
+            arch = self.space.sample(rng)
+            if low <= self.flops_fn(arch) < high:
+                return arch
+        return self.space.sample(rng)
+
+
+class PathSamplingHook(HookBase):
+    """Before every step, set one path on all one-shot parts of the model, identical on every rank."""
+
+    def __init__(self, cfg, model):
+        self.space = model_search_space(model)
+        self.model = model
+        self.rng = random.Random(cfg.SUPERNET.SEED)
+        self.cost_model = backbone_cost_model(model) if "backbone" in searchable_parts(model) else None
+        self.draw = self._build_sampler(cfg)
+        self.log_file: Optional[str] = None
+        if cfg.SUPERNET.LOG_PATHS:
+            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+            self.log_file = os.path.join(cfg.OUTPUT_DIR, f"paths_rank{comm.get_rank()}.jsonl")
+        self.current = None
+
+    def _build_sampler(self, cfg) -> Callable:
+        name = cfg.SUPERNET.SAMPLER
+        if name not in SAMPLERS:
+            raise ValueError(f"SUPERNET.SAMPLER must be one of {SAMPLERS}, got {name!r}")
+        if name == "uniform":
+            return self.space.sample
+        if self.cost_model is None:
+            raise ValueError("SUPERNET.SAMPLER 'flops_binned' needs a one-shot DetNAS backbone (MODEL.DETNAS.ARCH '')")
+        bins = cfg.SUPERNET.FLOPS_BINS
+        include = bins.INCLUDE_CLASSIFIER
+        return FlopsBinnedSampler(
+            self.space, lambda arch: self.cost_model.flops(backbone_arch(self.model, arch), include_classifier=include),
+            bins.RANGE, bins.NUM_BINS, bins.MAX_TRIES)
+
+    def next_path(self):
+        """Draw on rank 0 and broadcast to all ranks."""
+        arch = [self.draw(self.rng) if comm.is_main_process() else None]
+        if comm.get_world_size() > 1:
+            dist.broadcast_object_list(arch, src=0)
+        return arch[0]
+
+    def before_step(self):
+        self.current = self.next_path()
+        set_model_arch(self.model, self.current)
+        if self.cost_model is not None:
+            flops = self.cost_model.flops(backbone_arch(self.model, self.current), include_classifier=False)
+            self.trainer.storage.put_scalar("supernet/path_mflops", flops / 1e6, smoothing_hint=False)
+        if self.log_file:
+            with open(self.log_file, "a") as f:
+                f.write(json.dumps({"iter": self.trainer.iter, "arch": self.current}) + "\n")
+
+    def state_dict(self):
+        return {"rng": self.rng.getstate()}
+
+    def load_state_dict(self, state_dict):
+        self.rng.setstate(state_dict["rng"])
+        logging.getLogger(__name__).info("Path sampler state restored: the path sequence continues where it stopped")

@@ -1,0 +1,112 @@
+"""Score one architecture of a supernet: set the path, recalibrate BN, run detectron2 inference + evaluator.
+
+Used by the trainer (evaluating a few paths of a supernet during/after training, and ``--eval-only`` of a
+supernet path) and by the architecture search, so both report the same number for the same architecture and
+the same ``SEARCH.BN_RECALIB`` settings. Recalibration sees the same images for every candidate (a fixed-seed
+stream of the training split, identical on all ranks) and never disturbs the model's training state.
+"""
+import contextlib
+import logging
+import random
+from typing import Callable, Dict, Iterator
+
+import numpy as np
+import torch
+from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.evaluation import DatasetEvaluator, inference_on_dataset
+from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
+from torch.utils.data import Sampler
+
+from ..modeling.searchable import set_model_arch, unwrap
+from .bn_recalib import batchnorm_modules, recalibrate_bn
+
+
+class SeededStream(Sampler):
+    """An endless stream of dataset indices, reshuffled each epoch from a fixed seed; the same on every rank."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed = size, seed
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed)
+        while True:
+            yield from torch.randperm(self.size, generator=g).tolist()
+
+
+@contextlib.contextmanager
+def preserved_training_state(model: torch.nn.Module):
+    """Restore BN statistics, train/eval mode and global RNG states after the block."""
+    layers = batchnorm_modules(model)
+    saved_bn = [{k: v.clone() for k, v in bn.state_dict().items() if "running" in k or "num_batches" in k}
+                for bn in layers]
+    was_training = model.training
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    try:
+        yield
+    finally:
+        for bn, state in zip(layers, saved_bn):
+            for key, value in state.items():
+                getattr(bn, key).copy_(value)
+        model.train(was_training)
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.set_rng_state(rng[2])
+
+
+class ArchitectureEvaluator:
+    """Evaluates architectures of a one-shot model on one dataset; BN recalibrated per candidate.
+
+    ``build_test_loader(dataset_name)`` and ``build_evaluator(dataset_name)`` come from the trainer, so the
+    loader/evaluator kinds (detection COCOEvaluator, classification) follow the dataset. ``train_mapper`` maps
+    training images for recalibration (the training augmentation, as DetNAS did).
+    """
+
+    def __init__(self, cfg, model: torch.nn.Module, dataset_name: str, build_test_loader: Callable,
+                 build_evaluator: Callable[[str], DatasetEvaluator], train_mapper):
+        self.cfg = cfg
+        self.model = unwrap(model)
+        self.dataset_name = dataset_name
+        self.build_test_loader = build_test_loader
+        self.build_evaluator = build_evaluator
+        recalib = cfg.SEARCH.BN_RECALIB
+        self.num_batches = recalib.NUM_BATCHES
+        self.mode, self.momentum = recalib.MODE, recalib.MOMENTUM
+        self.seed = cfg.SEARCH.SEED
+        self.train_mapper = train_mapper
+        self.recalib_dataset = None
+        if self.num_batches > 0:
+            self.recalib_dataset = get_detection_dataset_dicts(
+                cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+
+    def recalibrate(self) -> None:
+        """Reset and re-estimate BN statistics of the current path on ``NUM_BATCHES`` fixed training batches.
+
+        Every call (every candidate, every rank) sees the same images and augmentation draws: the loader is
+        rebuilt from the same seed and each rank gets the full ``BATCH_SIZE`` (not a share of it), so results
+        do not depend on the number of processes.
+        """
+        cfg = self.cfg
+        seed_all_rng(self.seed)
+        loader = build_detection_train_loader(
+            dataset=self.recalib_dataset, mapper=self.train_mapper,
+            sampler=SeededStream(len(self.recalib_dataset), self.seed),
+            total_batch_size=cfg.SEARCH.BN_RECALIB.BATCH_SIZE * comm.get_world_size(),
+            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+            num_workers=cfg.DATALOADER.NUM_WORKERS, seed=self.seed)
+        recalibrate_bn(self.model, iter(loader), self.num_batches, mode=self.mode, momentum=self.momentum)
+
+    def __call__(self, arch) -> Dict:
+        """detectron2 evaluation results (e.g. ``{"bbox": {"AP": ...}}``) of ``arch``.
+
+        The model keeps the candidate's recalibrated statistics until the next call; wrap calls in
+        :func:`preserved_training_state` where the training state matters.
+        """
+        set_model_arch(self.model, arch)
+        if self.num_batches > 0:
+            self.recalibrate()
+        loader = self.build_test_loader(self.dataset_name)
+        results = inference_on_dataset(self.model, loader, self.build_evaluator(self.dataset_name))
+        logging.getLogger(__name__).info(f"architecture {arch}: {dict(results)}")
+        return results
