@@ -6,28 +6,17 @@ AutoAugment). Same command line as detectron2's tools/train_net.py:
     python train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
 """
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 import detnas_d2  # noqa: F401  (registers the plugin's components)
-from detnas_d2.config import add_detnas_config
 from detnas_d2.engine import Trainer
-
-
-def setup(args):
-    cfg = get_cfg()
-    add_detnas_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    default_setup(cfg, args)
-    return cfg
+from detnas_d2.engine.defaults import setup_cfg
 
 
 def main(args):
-    cfg = setup(args)
+    cfg = setup_cfg(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
@@ -43,6 +32,8 @@ def main(args):
 def cli(argv=None):
     args = default_argument_parser().parse_args(argv)
     print("Command Line Args:", args)
+    if args.num_gpus * args.num_machines == 1:
+        return main(args)  # what launch() would do, keeping main's return value for callers
     return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                   dist_url=args.dist_url, args=(args,))
 

@@ -64,8 +64,12 @@ def register_shapes(spec: ShapesSpec = ShapesSpec(), root: str = None) -> None:
 
         def load(split=split, name=name):
             folder = ensure_shapes(spec, root)
-            MetadataCatalog.get(name).set(json_file=os.path.join(folder, f"{split}.json"))
-            return load_coco_json(os.path.join(folder, f"{split}.json"), os.path.join(folder, split), name)
+            json_file = os.path.join(folder, f"{split}.json")
+            meta = MetadataCatalog.get(name)
+            if meta.get("json_file", json_file) != json_file:  # the data root ($DETNAS_DATA) changed
+                delattr(meta, "json_file")
+            meta.set(json_file=json_file)
+            return load_coco_json(json_file, os.path.join(folder, split), name)
 
         _reregister(name, load, thing_classes=classes, evaluator_type="coco")
         _registered_shapes[name] = spec

@@ -38,6 +38,9 @@ def add_supernet_config(cfg) -> None:
     cfg.SUPERNET.EVAL = CN()
     cfg.SUPERNET.EVAL.NUM_PATHS = 5  # random paths scored when a supernet is evaluated (mean AP is reported)
     cfg.SUPERNET.EVAL.SEED = 1  # seed of those paths (the same paths at every evaluation)
+    # evaluating a fixed MODEL.DETNAS.ARCH with supernet weights (--eval-only): recalibrate BN first, with the
+    # SEARCH.BN_RECALIB settings, so the AP equals what the search reported for that architecture
+    cfg.SUPERNET.EVAL.RECALIBRATE_FIXED = False
 
 
 class FlopsBinnedSampler:

@@ -16,6 +16,7 @@ from detectron2.data import build_detection_train_loader, get_detection_dataset_
 from detectron2.evaluation import DatasetEvaluator, inference_on_dataset
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
+from detectron2.utils.events import EventStorage
 from torch.utils.data import Sampler
 
 from ..modeling.searchable import set_model_arch, unwrap
@@ -95,15 +96,18 @@ class ArchitectureEvaluator:
             total_batch_size=cfg.SEARCH.BN_RECALIB.BATCH_SIZE * comm.get_world_size(),
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
             num_workers=cfg.DATALOADER.NUM_WORKERS, seed=self.seed)
-        recalibrate_bn(self.model, iter(loader), self.num_batches, mode=self.mode, momentum=self.momentum)
+        with EventStorage():  # detectron2 models log training metrics; these are throw-away
+            recalibrate_bn(self.model, iter(loader), self.num_batches, mode=self.mode, momentum=self.momentum)
 
-    def __call__(self, arch) -> Dict:
+    def __call__(self, arch=None) -> Dict:
         """detectron2 evaluation results (e.g. ``{"bbox": {"AP": ...}}``) of ``arch``.
 
+        ``arch=None`` evaluates the model as built (a fixed architecture), recalibrating its BN all the same.
         The model keeps the candidate's recalibrated statistics until the next call; wrap calls in
         :func:`preserved_training_state` where the training state matters.
         """
-        set_model_arch(self.model, arch)
+        if arch is not None:
+            set_model_arch(self.model, arch)
         if self.num_batches > 0:
             self.recalibrate()
         loader = self.build_test_loader(self.dataset_name)

@@ -108,11 +108,16 @@ class Trainer(DefaultTrainer):
     @classmethod
     def test(cls, cfg, model, evaluators=None):
         """detectron2's evaluation; a one-shot model is scored on ``SUPERNET.EVAL.NUM_PATHS`` fixed random paths
-        (BN recalibrated per path as ``SEARCH.BN_RECALIB`` says), reporting each path and their mean."""
+        (BN recalibrated per path as ``SEARCH.BN_RECALIB`` says), reporting each path and their mean. A fixed
+        model is recalibrated the same way first when ``SUPERNET.EVAL.RECALIBRATE_FIXED``."""
         register_from_config(cfg)
-        if evaluators is not None or not searchable_parts(model):
+        if evaluators is not None:
             return super().test(cfg, model, evaluators)
-        return cls.test_paths(cfg, model, cls.eval_paths(cfg, model))
+        if searchable_parts(model):
+            return cls.test_paths(cfg, model, cls.eval_paths(cfg, model))
+        if cfg.SUPERNET.EVAL.RECALIBRATE_FIXED:
+            return cls.test_paths(cfg, model, [None])
+        return super().test(cfg, model, evaluators)
 
     @staticmethod
     def eval_paths(cfg, model):
@@ -122,7 +127,8 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test_paths(cls, cfg, model, paths):
-        """Per-dataset results: the mean over ``paths`` under each task, and each path under ``<task>/path<i>``."""
+        """Per-dataset results: the mean over ``paths`` under each task, and each path under ``<task>/path<i>``
+        (one ``None`` path: the model as built, BN recalibrated)."""
         logger = logging.getLogger(__name__)
         results = OrderedDict()
         for dataset_name in cfg.DATASETS.TEST:
@@ -138,8 +144,9 @@ class Trainer(DefaultTrainer):
             merged = OrderedDict()
             for task in per_path[0]:
                 merged[task] = {k: float(np.mean([r[task][k] for r in per_path])) for k in per_path[0][task]}
-                for i, r in enumerate(per_path):
-                    merged[f"{task}/path{i}"] = r[task]
+                if len(per_path) > 1:
+                    for i, r in enumerate(per_path):
+                        merged[f"{task}/path{i}"] = r[task]
             if comm.is_main_process():
                 logger.info(f"Mean over {len(paths)} paths on {dataset_name}:")
                 print_csv_format({task: merged[task] for task in per_path[0]})

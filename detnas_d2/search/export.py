@@ -1,0 +1,66 @@
+"""Export a searched architecture: a config that builds it as a fixed network, and its inherited weights.
+
+``best_config.yaml`` is the search config with the one-shot parts fixed to the best architecture and
+``MODEL.WEIGHTS`` pointing at ``best_weights.pth`` (the supernet's weights for that path, BN statistics
+recalibrated as in the search), so ``train_net.py --config-file best_config.yaml --eval-only`` reproduces the
+search's score and training from it retrains the architecture. To drop the backbone into another detectron2
+config, copy its ``MODEL.DETNAS`` block (the README shows how).
+"""
+import io
+import json
+import os
+
+import torch
+
+from ..engine.supernet_eval import ArchitectureEvaluator
+from ..modeling.searchable import searchable_parts, set_model_arch, unwrap
+from ..modeling.weight_inheritance import extract_subnet_state_dict
+from ..space.backbone import format_architecture
+from .state import atomic_write
+
+CONFIG_FILE = "best_config.yaml"
+WEIGHTS_FILE = "best_weights.pth"
+
+
+def part_archs(model, arch) -> dict:
+    """``{"backbone": ..., "neck": ...}`` for the model's one-shot parts, from a model-level architecture."""
+    parts = searchable_parts(model)
+    return dict(arch) if len(parts) > 1 else {next(iter(parts)): arch}
+
+
+def fixed_config(cfg, model, arch, weights_path: str):
+    """A copy of ``cfg`` that builds ``arch`` as a fixed network initialised from ``weights_path``."""
+    out = cfg.clone()
+    out.defrost()
+    archs = part_archs(model, arch)
+    if "backbone" in archs:
+        out.MODEL.DETNAS.ARCH = format_architecture(archs["backbone"])
+    if "neck" in archs:
+        out.MODEL.NASFPN.ARCH = json.dumps(archs["neck"])
+        out.MODEL.NASFPN.ONE_SHOT = False
+    out.MODEL.WEIGHTS = weights_path
+    out.SUPERNET.EVAL.RECALIBRATE_FIXED = False  # the exported statistics are already recalibrated
+    return out
+
+
+def inherited_state_dict(model, arch) -> dict:
+    """The fixed network's weights: the supernet's parameters and current BN statistics on ``arch``'s path."""
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+    archs = part_archs(model, arch)
+    if "backbone" in archs:
+        state = extract_subnet_state_dict(state, archs["backbone"])
+    return state
+
+
+def export_best(cfg, model, arch, recalibrate: ArchitectureEvaluator, output_dir: str) -> dict:
+    """Write ``best_config.yaml`` and ``best_weights.pth`` for ``arch`` into ``output_dir``; return their paths."""
+    set_model_arch(model, arch)
+    if recalibrate.num_batches > 0:
+        recalibrate.recalibrate()
+    weights_path = os.path.join(output_dir, WEIGHTS_FILE)
+    buffer = io.BytesIO()
+    torch.save({"model": inherited_state_dict(model, arch), "__author__": "detnas_d2 search export"}, buffer)
+    atomic_write(weights_path, buffer.getvalue())
+    config_path = os.path.join(output_dir, CONFIG_FILE)
+    atomic_write(config_path, fixed_config(cfg, model, arch, weights_path).dump())
+    return {"config": config_path, "weights": weights_path}

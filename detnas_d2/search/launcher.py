@@ -1,0 +1,79 @@
+"""``search_net.py``'s work: load the trained supernet, search its architectures, export the best one.
+
+Runs in every process of a detectron2 ``launch``: rank 0 drives the strategy and writes the files, all ranks
+evaluate their share of each batch of candidates.
+"""
+import logging
+
+import torch.distributed as dist
+from detectron2.utils import comm
+
+from ..engine.trainer import Trainer
+from ..modeling.checkpoint import DetNASCheckpointer
+from ..modeling.searchable import backbone_arch, backbone_cost_model, model_search_space, searchable_parts, set_model_arch
+from .engine import SearchEngine
+from .evaluator import ShardedEvaluator
+from .export import export_best
+
+logger = logging.getLogger("detnas_d2.search")
+
+
+def broadcast_from_main(obj):
+    """The main rank's ``obj`` on every rank."""
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def build_cost_fns(cfg, model):
+    """``({"flops": f, "params": g}, cost_range)`` per ``SEARCH.FLOPS_MODE`` for the model's one-shot parts.
+
+    "backbone": the spec's counter (conv + linear multiply-adds of stem + blocks at 224x224), analytical.
+    "detector": fvcore's count of the whole detector with the candidate's path at SEARCH.DETECTOR_INPUT_SIZE.
+    Parameters always count the backbone (stem + blocks).
+    """
+    from ..cost import detector_flops
+
+    parts = searchable_parts(model)
+    cost_fns, cost_range = {}, None
+    if "backbone" in parts:
+        table = backbone_cost_model(model)
+        cost_fns["params"] = lambda arch: table.params(backbone_arch(model, arch))
+    if cfg.SEARCH.FLOPS_MODE == "backbone":
+        if "backbone" not in parts:
+            raise ValueError("SEARCH.FLOPS_MODE 'backbone' needs a one-shot DetNAS backbone; use 'detector'")
+        cost_fns["flops"] = lambda arch: table.flops(backbone_arch(model, arch))
+        if len(parts) == 1:
+            def cost_range(name):
+                return table.bounds(name)
+    else:
+        height, width = cfg.SEARCH.DETECTOR_INPUT_SIZE
+
+        def flops(arch):
+            set_model_arch(model, arch)
+            return detector_flops(model, height, width)
+        cost_fns["flops"] = flops
+    return cost_fns, cost_range
+
+
+def run_search(cfg, resume: bool = False):
+    """Search on the supernet named by ``MODEL.WEIGHTS``; returns the result on rank 0 (``None`` elsewhere)."""
+    model = Trainer.build_model(cfg)
+    DetNASCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    if not searchable_parts(model):
+        raise ValueError("search_net.py needs a one-shot model: MODEL.DETNAS.ARCH '' and/or MODEL.NASFPN.ONE_SHOT True")
+    evaluator = ShardedEvaluator(cfg, model)
+    model = evaluator.model
+    cost_fns, cost_range = build_cost_fns(cfg, model)
+    world = comm.get_world_size()
+    engine = SearchEngine(
+        cfg, model_search_space(model), evaluator, cost_fns=cost_fns, cost_range=cost_range,
+        output_dir=cfg.OUTPUT_DIR, is_main=comm.is_main_process(), broadcast=broadcast_from_main if world > 1 else None,
+        eval_batch_size=cfg.SEARCH.EVAL_BATCH_SIZE * world)  # one candidate per rank and call by default
+    result = engine.run(resume=resume)
+    if result is None:
+        return None
+    files = export_best(cfg, model, result.best.arch, evaluator.evaluate_one, cfg.OUTPUT_DIR)
+    logger.info(f"best architecture {result.best.arch}: {cfg.SEARCH.METRIC} = {result.best.fitness:.3f}, "
+                f"costs {result.best.costs}; exported {files['config']} and {files['weights']}")
+    return result

@@ -1,0 +1,117 @@
+"""search_net.py on a tiny trained supernet: BN recalibration, 1 vs 2 processes, resume, export, eval-only parity."""
+import json
+import os
+
+import pytest
+import torch
+from detectron2.config import get_cfg
+
+import detnas_d2  # noqa: F401
+import search_net
+import train_net
+from detnas_d2.config import add_detnas_config
+from detnas_d2.data.datasets import register_from_config
+from detnas_d2.engine import Trainer
+from detnas_d2.engine.bn_recalib import batchnorm_modules
+from detnas_d2.modeling.checkpoint import DetNASCheckpointer
+from detnas_d2.modeling.searchable import set_model_arch
+from detnas_d2.search.evaluator import ShardedEvaluator
+from test_resume import REPO
+
+SUPERNET_CONFIG = os.path.join(REPO, "configs", "shapes", "supernet_fpn.yaml")
+SEARCH_CONFIG = os.path.join(REPO, "configs", "shapes", "search_fpn.yaml")
+TINY = [
+    "MODEL.DETNAS.WIDTH_MULT", "0.25", "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM", "64", "DATALOADER.NUM_WORKERS", "0",
+    "DATASETS.SHAPES.NUM_TRAIN", "64", "DATASETS.SHAPES.NUM_SEARCH", "12", "DATASETS.SHAPES.NUM_VAL", "4",
+    "DATASETS.SHAPES.IMAGE_SIZE", "64", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
+    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
+    "MODEL.ANCHOR_GENERATOR.SIZES", "[[8], [16], [32], [48], [64]]",
+    "SEARCH.BN_RECALIB.NUM_BATCHES", "2", "SEARCH.BN_RECALIB.BATCH_SIZE", "4",
+]
+SEARCH = [
+    "SEARCH.POPULATION", "4", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "2", "SEARCH.NUM_MUTATION", "1",
+    "SEARCH.NUM_CROSSOVER", "1", "SEARCH.FLOPS_LIMIT", "30e6",
+]
+
+
+@pytest.fixture(scope="module")
+def supernet(tmp_path_factory):
+    """A tiny shapes FPN supernet trained for a few dozen iterations: (data root, checkpoint path)."""
+    root = tmp_path_factory.mktemp("supernet")
+    os.environ["DETNAS_DATA"] = str(root / "data")
+    out = str(root / "train")
+    train_net.cli(["--config-file", SUPERNET_CONFIG, *TINY, "SOLVER.MAX_ITER", "60", "SOLVER.IMS_PER_BATCH", "4",
+                   "SOLVER.WARMUP_ITERS", "10", "SOLVER.STEPS", "()", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
+                   "OUTPUT_DIR", out])
+    return str(root / "data"), os.path.join(out, "model_final.pth")
+
+
+def _search_cfg(weights, out, extra=()):
+    cfg = add_detnas_config(get_cfg())
+    cfg.merge_from_file(SEARCH_CONFIG)
+    cfg.merge_from_list([*TINY, *SEARCH, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out, *extra])
+    register_from_config(cfg)
+    return cfg
+
+
+def _log(out):
+    with open(os.path.join(out, "search_log.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _comparable(entries):
+    return [{k: e[k] for k in ("arch", "metrics", "costs", "fitness", "generation")} for e in entries]
+
+
+def test_bn_recalibration_changes_statistics_deterministically(supernet, monkeypatch):
+    data, weights = supernet
+    monkeypatch.setenv("DETNAS_DATA", data)
+    cfg = _search_cfg(weights, "unused")
+    model = Trainer.build_model(cfg)
+    DetNASCheckpointer(model).load(weights)
+    evaluator = ShardedEvaluator(cfg, model).evaluate_one
+    set_model_arch(model, [0] * 20)
+    stats = lambda: [bn.running_mean.clone() for bn in batchnorm_modules(model)]  # noqa: E731
+    before = stats()
+    evaluator.recalibrate()
+    first = stats()
+    evaluator.recalibrate()
+    second = stats()
+    assert any(not torch.equal(a, b) for a, b in zip(before, first))
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_search_two_processes_equal_one_and_eval_only_matches(supernet, tmp_path, monkeypatch):
+    data, weights = supernet
+    monkeypatch.setenv("DETNAS_DATA", data)
+    outs = {n: str(tmp_path / f"search{n}") for n in (1, 2)}
+    for n, out in outs.items():
+        search_net.cli(["--config-file", SEARCH_CONFIG, "--num-gpus", str(n), "--dist-url", "auto",
+                        *TINY, *SEARCH, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out])
+    one, two = _log(outs[1]), _log(outs[2])
+    assert len(one) >= 6 and _comparable(one) == _comparable(two)
+    assert len({json.dumps(e["arch"]) for e in one}) == len(one)  # nothing evaluated twice
+    assert any(e["fitness"] > 0 for e in one), "the tiny supernet should detect something"
+    with open(os.path.join(outs[1], "best_arch.json")) as f:
+        best = json.load(f)
+    for name in ("search_state.json", "search_progress.png", "best_config.yaml", "best_weights.pth"):
+        assert os.path.isfile(os.path.join(outs[1], name))
+
+    # the log's AP of a candidate = train_net.py --eval-only of that fixed architecture with supernet weights
+    entry = one[-1]
+    results = train_net.cli([
+        "--config-file", SEARCH_CONFIG, "--eval-only", *TINY, "MODEL.WEIGHTS", weights,
+        "MODEL.DETNAS.ARCH", ",".join(map(str, entry["arch"])), "SUPERNET.EVAL.RECALIBRATE_FIXED", "True",
+        "DATASETS.TEST", "('shapes_search',)", "OUTPUT_DIR", str(tmp_path / "eval")])
+    assert results["bbox"]["AP"] == pytest.approx(entry["metrics"]["bbox/AP"], abs=1e-9)
+
+    # the exported config + weights reproduce the best candidate's AP without recalibrating again
+    results = train_net.cli(["--config-file", os.path.join(outs[1], "best_config.yaml"), "--eval-only",
+                             "DATASETS.TEST", "('shapes_search',)", "OUTPUT_DIR", str(tmp_path / "eval_best")])
+    assert results["bbox"]["AP"] == pytest.approx(best["fitness"], abs=1e-9)
+
+    # resuming a finished search evaluates nothing again
+    search_net.cli(["--config-file", SEARCH_CONFIG, "--resume", *TINY, *SEARCH, "MODEL.WEIGHTS", weights,
+                    "OUTPUT_DIR", outs[1]])
+    assert _log(outs[1]) == one
