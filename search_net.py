@@ -10,10 +10,10 @@ held-out search split with detectron2's COCOEvaluator. Candidates are spread ove
 Writes search_log.jsonl, search_state.json, best_arch.json, search_progress.png, best_config.yaml and
 best_weights.pth into OUTPUT_DIR.
 """
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import launch
 
 import detnas_d2  # noqa: F401  (registers the plugin's components)
-from detnas_d2.engine.defaults import setup_cfg
+from detnas_d2.engine.defaults import argument_parser, setup_cfg
 from detnas_d2.search.launcher import run_search
 
 
@@ -22,7 +22,7 @@ def main(args):
 
 
 def cli(argv=None):
-    args = default_argument_parser().parse_args(argv)
+    args = argument_parser().parse_args(argv)
     print("Command Line Args:", args)
     if args.num_gpus * args.num_machines == 1:
         return main(args)  # what launch() would do, keeping main's return value for callers

@@ -6,13 +6,13 @@ AutoAugment). Same command line as detectron2's tools/train_net.py:
     python train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
 """
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 import detnas_d2  # noqa: F401  (registers the plugin's components)
 from detnas_d2.engine import Trainer
-from detnas_d2.engine.defaults import setup_cfg
+from detnas_d2.engine.defaults import argument_parser, setup_cfg
 
 
 def main(args):
@@ -30,7 +30,7 @@ def main(args):
 
 
 def cli(argv=None):
-    args = default_argument_parser().parse_args(argv)
+    args = argument_parser().parse_args(argv)
     print("Command Line Args:", args)
     if args.num_gpus * args.num_machines == 1:
         return main(args)  # what launch() would do, keeping main's return value for callers

@@ -50,6 +50,7 @@ def test_coco_search_split_is_deterministic_and_disjoint(tmp_path, monkeypatch):
     with open(tmp_path / "coco" / "annotations" / "instances_train2017.json", "w") as f:
         json.dump(coco, f)
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "cache"))  # the search part's ground-truth file goes here
     try:
         assert sorted(datasets.register_coco_search_splits()) == [
             "coco_2017_search5k", "coco_2017_train_minus_search5k"]

@@ -1,15 +1,18 @@
-"""Dataset registration: the embedded shapes splits, their classification view, and COCO's search split.
+"""Dataset registration: the embedded shapes splits, their classification view, COCO's search split, and
+``register_from_config`` (the config's own datasets and held-out split, then checks of every named dataset).
 
 DetNAS holds 5,000 images out of COCO train as the search (fitness) set; ``coco_2017_search5k`` and
 ``coco_2017_train_minus_search5k`` reproduce that split deterministically (fixed seed over image ids).
 """
 import os
-import random
 from typing import Dict, List, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from .registration import (check_bad_image_policy, check_num_classes, held_out_names,
+                           held_out_split, register_entries, register_held_out_split, set_json_file,
+                           write_subset_json)
 from .shapes import SHAPE_CLASSES, SPLITS, ShapesSpec, ensure_shapes
 
 COCO_SEARCH_SEED = 0
@@ -65,10 +68,7 @@ def register_shapes(spec: ShapesSpec = ShapesSpec(), root: str = None) -> None:
         def load(split=split, name=name):
             folder = ensure_shapes(spec, root)
             json_file = os.path.join(folder, f"{split}.json")
-            meta = MetadataCatalog.get(name)
-            if meta.get("json_file", json_file) != json_file:  # the data root ($DETNAS_DATA) changed
-                delattr(meta, "json_file")
-            meta.set(json_file=json_file)
+            set_json_file(name, json_file)  # the data root ($DETNAS_DATA) may have changed since registration
             return load_coco_json(json_file, os.path.join(folder, split), name)
 
         _reregister(name, load, thing_classes=classes, evaluator_type="coco")
@@ -84,12 +84,12 @@ def register_shapes(spec: ShapesSpec = ShapesSpec(), root: str = None) -> None:
 
 
 def _coco_search_split(name: str, image_dir: str, json_file: str, held_out: bool) -> List[Dict]:
-    dicts = load_coco_json(json_file, image_dir, name)
-    ids = sorted(d["image_id"] for d in dicts)
-    if len(ids) <= COCO_SEARCH_SIZE:
-        raise ValueError(f"{json_file} has {len(ids)} images; holding out {COCO_SEARCH_SIZE} needs more")
-    search_ids = set(random.Random(COCO_SEARCH_SEED).sample(ids, COCO_SEARCH_SIZE))
-    return [d for d in dicts if (d["image_id"] in search_ids) == held_out]
+    rest, held = held_out_split(load_coco_json(json_file, image_dir, name), COCO_SEARCH_SIZE, COCO_SEARCH_SEED,
+                                json_file, size_key="the DetNAS COCO search split size")
+    if not held_out:
+        return rest
+    set_json_file(name, write_subset_json(json_file, {d["image_id"] for d in held}, name))
+    return held
 
 
 def register_coco_search_splits() -> List[str]:
@@ -122,21 +122,34 @@ def check_datasets_exist(names: Sequence[str], key: str) -> None:
             )
         available = sorted(n for n in DatasetCatalog.list() if not n.startswith(("keypoints_", "lvis_")))
         raise KeyError(
-            f"{key} names dataset '{name}', which is not registered. Register it (e.g. with "
-            f"detectron2.data.datasets.register_coco_instances) or pick one of: {', '.join(available[:40])}"
+            f"{key} names dataset '{name}', which is not registered. Register it (--register-coco NAME JSON "
+            "IMAGE_DIR, --register-voc NAME DIR SPLIT or DATASETS.REGISTER) or pick one of: "
+            f"{', '.join(available[:40])}"
             + (" ..." if len(available) > 40 else "")
         )
 
 
 def register_from_config(cfg) -> None:
-    """Apply ``DATASETS.SHAPES`` sizes and check every dataset the config names."""
+    """Apply ``DATASETS.SHAPES`` sizes, register ``DATASETS.REGISTER`` and ``DATASETS.SEARCH_HOLDOUT``, then
+    check that every dataset the config names exists and has ``NUM_CLASSES`` classes. Runs in every process."""
     s = cfg.DATASETS.SHAPES
     spec = ShapesSpec(num_train=s.NUM_TRAIN, num_search=s.NUM_SEARCH, num_val=s.NUM_VAL,
                       image_size=s.IMAGE_SIZE, seed=s.SEED)
     if _registered_shapes.get("shapes_train") != spec:
         register_shapes(spec)
-    check_datasets_exist(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
-    check_datasets_exist(cfg.DATASETS.TEST, "DATASETS.TEST")
+    register_entries(cfg.DATASETS.REGISTER)
+    holdout = cfg.DATASETS.SEARCH_HOLDOUT
+    if holdout.SIZE > 0:
+        source, train_name, search_name = held_out_names(cfg)
+        check_datasets_exist([source], "DATASETS.SEARCH_HOLDOUT.SOURCE")
+        register_held_out_split(source, holdout.SIZE, holdout.SEED, train_name, search_name)
+    named = {"DATASETS.TRAIN": cfg.DATASETS.TRAIN, "DATASETS.TEST": cfg.DATASETS.TEST}
+    if cfg.SEARCH.DATASET:
+        named["SEARCH.DATASET"] = [cfg.SEARCH.DATASET]
+    for key, names in named.items():
+        check_datasets_exist(names, key)
+    check_num_classes(cfg, named)
+    check_bad_image_policy(cfg.DATALOADER.ON_BAD_IMAGE)
 
 
 register_shapes()

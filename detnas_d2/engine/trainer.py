@@ -22,6 +22,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..data.datasets import register_from_config
 from ..data.mappers import build_test_mapper, build_train_mapper
+from ..data.registration import guard_bad_images
 from ..modeling.searchable import model_search_space, searchable_parts
 from .path_sampling import PathSamplingHook
 from .resume import ResumableTrainingSampler, RNGStateHook
@@ -64,12 +65,18 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_mapper(cls, cfg):
-        """The mapper named by ``DATALOADER.MAPPER_NAME`` (AutoAugment when ``INPUT.AUTOAUGMENT.ENABLED``)."""
-        return build_train_mapper(cfg)
+        """The mapper named by ``DATALOADER.MAPPER_NAME`` (AutoAugment when ``INPUT.AUTOAUGMENT.ENABLED``), with
+        unreadable images handled as ``DATALOADER.ON_BAD_IMAGE`` says."""
+        return guard_bad_images(cfg, build_train_mapper(cfg), is_train=True)
+
+    @classmethod
+    def build_test_mapper(cls, cfg):
+        """The inference mapper; an unreadable image always fails, naming the file."""
+        return guard_bad_images(cfg, build_test_mapper(cfg), is_train=False)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg))
+        return build_detection_test_loader(cfg, dataset_name, mapper=cls.build_test_mapper(cfg))
 
     @classmethod
     def build_resumable_train_loader(cls, cfg):

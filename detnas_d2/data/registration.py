@@ -1,0 +1,332 @@
+"""Your own data without Python: COCO-format and Pascal VOC datasets registered from the command line or the
+config, a held-out search split carved from any registered dataset, and clear errors for the usual mistakes.
+
+``DATASETS.REGISTER`` entries are registered in every process (``setup_cfg`` runs inside detectron2's
+``launch`` workers); re-registering a name with the same files is a no-op, another definition is an error.
+"""
+import functools
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+from typing import Dict, List, Sequence, Set, Tuple
+
+from detectron2.config import CfgNode as CN
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances, register_pascal_voc
+
+from .shapes import default_data_root
+
+logger = logging.getLogger(__name__)
+
+#: the forms of a ``DATASETS.REGISTER`` entry, by kind
+ENTRY_FORMS = {
+    "coco": '["coco", NAME, JSON_FILE, IMAGE_DIR]',
+    "voc": '["voc", NAME, VOC_DIR, SPLIT]',
+}
+#: allowed values of ``DATALOADER.ON_BAD_IMAGE``
+BAD_IMAGE_POLICIES = ("fail", "skip")
+#: the config key holding the number of classes, per meta-architecture (others are not checked)
+NUM_CLASSES_KEYS = {"GeneralizedRCNN": "MODEL.ROI_HEADS.NUM_CLASSES", "RetinaNet": "MODEL.RETINANET.NUM_CLASSES"}
+VOC_DEFAULT_YEAR = 2012
+
+# name -> definition of every dataset this module registered in this process (for idempotent re-registration)
+_definitions: Dict[str, Tuple] = {}
+
+
+def add_registration_config(cfg: CN) -> CN:
+    """Declare ``DATASETS.REGISTER``, ``DATASETS.SEARCH_HOLDOUT.*`` and ``DATALOADER.ON_BAD_IMAGE`` (idempotent)."""
+    # datasets to register, each ["coco", NAME, JSON_FILE, IMAGE_DIR] or ["voc", NAME, VOC_DIR, SPLIT]; in YAML:
+    #   REGISTER:
+    #     - ["coco", "my_train", "/data/my/train.json", "/data/my/images"]
+    #     - ["voc", "my_voc", "/data/VOC2007", "trainval"]
+    # --register-coco / --register-voc on the command line append here (and so reach config.yaml and every process)
+    if "REGISTER" not in cfg.DATASETS:
+        cfg.DATASETS.REGISTER = []
+    if "SEARCH_HOLDOUT" not in cfg.DATASETS:
+        cfg.DATASETS.SEARCH_HOLDOUT = CN()
+    holdout = cfg.DATASETS.SEARCH_HOLDOUT
+    defaults = {
+        "SIZE": 0,  # images held out of SOURCE as the search (fitness) split; 0 = off
+        "SEED": 0,  # seed of the draw over sorted image ids; the same seed and SIZE give the same split
+        "SOURCE": "",  # dataset to split; "" = DATASETS.TRAIN[0]. DATASETS.TRAIN then trains on TRAIN_NAME
+        "TRAIN_NAME": "",  # the rest of SOURCE; "" = "<SOURCE>_minus_search"
+        "SEARCH_NAME": "",  # the held-out images; "" = "<SOURCE>_search" (and SEARCH.DATASET's default)
+    }
+    for key, value in defaults.items():
+        if key not in holdout:
+            holdout[key] = value
+    if "ON_BAD_IMAGE" not in cfg.DATALOADER:
+        # an image that fails to load: "fail" (error naming the file) or "skip" (warn, draw another; training only)
+        cfg.DATALOADER.ON_BAD_IMAGE = "fail"
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------ registration
+def _claim(name: str, definition: Tuple) -> bool:
+    """Whether ``name`` still needs registering; ``False`` when it already has this same definition."""
+    if name in _definitions:
+        if _definitions[name] == definition:
+            return False
+        raise ValueError(f"dataset '{name}' is already registered as {_definitions[name]}; cannot redefine it as "
+                         f"{definition}. Use another name")
+    if name in DatasetCatalog.list():
+        raise ValueError(f"dataset '{name}' is already registered (by detectron2, detnas_d2 or your code); "
+                         f"pick another name for {definition}")
+    return True
+
+
+def _require(path: str, what: str, entry: str, is_dir: bool) -> None:
+    """Fail naming ``path`` (and the dataset ``entry`` needing it) if it is not an existing folder / file."""
+    if not (os.path.isdir(path) if is_dir else os.path.isfile(path)):
+        raise FileNotFoundError(f"{entry}: {what} {path} does not exist")
+
+
+def coco_categories(json_file: str) -> List[Dict]:
+    """The ``categories`` of a COCO json file, sorted by id (the order detectron2 gives contiguous ids in)."""
+    try:
+        with open(json_file) as f:
+            categories = json.load(f).get("categories")
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{json_file} is not a COCO json file: {err}") from err
+    if not categories:
+        raise ValueError(f"{json_file} has no 'categories' (COCO format needs [{{'id': 1, 'name': ...}}, ...])")
+    return sorted(categories, key=lambda c: c["id"])
+
+
+def register_coco(name: str, json_file: str, image_dir: str) -> None:
+    """Register a COCO-format dataset (as detectron2's ``register_coco_instances``) with its classes known upfront."""
+    json_file, image_dir = os.path.abspath(json_file), os.path.abspath(image_dir)
+    entry = f"dataset '{name}' (coco)"
+    _require(json_file, "annotation file", entry, is_dir=False)
+    _require(image_dir, "image folder", entry, is_dir=True)
+    if not _claim(name, ("coco", json_file, image_dir)):
+        return
+    categories = coco_categories(json_file)
+    register_coco_instances(name, {}, json_file, image_dir)
+    MetadataCatalog.get(name).set(
+        thing_classes=[c["name"] for c in categories],
+        thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(categories)})
+    _definitions[name] = ("coco", json_file, image_dir)
+
+
+def voc_year(dirname: str) -> int:
+    """The VOC year of a folder named ``VOC20xx`` (it selects the 2007 11-point metric), else 2012."""
+    match = re.fullmatch(r"VOC(20\d\d)", os.path.basename(os.path.normpath(dirname)))
+    return int(match.group(1)) if match else VOC_DEFAULT_YEAR
+
+
+def register_voc(name: str, dirname: str, split: str) -> None:
+    """Register a Pascal VOC folder (JPEGImages/, Annotations/, ImageSets/Main/<split>.txt) with the VOC classes."""
+    dirname = os.path.abspath(dirname)
+    entry = f"dataset '{name}' (voc)"
+    _require(dirname, "VOC folder", entry, is_dir=True)
+    _require(os.path.join(dirname, "ImageSets", "Main", f"{split}.txt"), "split file", entry, is_dir=False)
+    for sub in ("Annotations", "JPEGImages"):
+        _require(os.path.join(dirname, sub), "folder", entry, is_dir=True)
+    if not _claim(name, ("voc", dirname, split)):
+        return
+    register_pascal_voc(name, dirname, split, voc_year(dirname))
+    MetadataCatalog.get(name).evaluator_type = "pascal_voc"
+    _definitions[name] = ("voc", dirname, split)
+
+
+def register_entries(entries: Sequence, key: str = "DATASETS.REGISTER") -> None:
+    """Register every ``[kind, name, a, b]`` entry (see :data:`ENTRY_FORMS`)."""
+    for i, entry in enumerate(entries):
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 4 and all(isinstance(x, str) for x in entry)
+                and entry[0] in ENTRY_FORMS):
+            raise ValueError(f"{key}[{i}] = {entry!r}: expected {' or '.join(ENTRY_FORMS.values())}")
+        kind, name, a, b = entry
+        (register_coco if kind == "coco" else register_voc)(name, a, b)
+
+
+# ------------------------------------------------------------------------------------- command line
+def add_registration_arguments(parser) -> None:
+    """``--register-coco NAME JSON IMAGE_DIR`` and ``--register-voc NAME DIR SPLIT``, both repeatable."""
+    parser.add_argument("--register-coco", nargs=3, action="append", default=[], metavar=("NAME", "JSON", "IMAGE_DIR"),
+                        help="register a COCO-format dataset (repeatable; before the KEY VALUE overrides)")
+    parser.add_argument("--register-voc", nargs=3, action="append", default=[], metavar=("NAME", "DIR", "SPLIT"),
+                        help="register a Pascal VOC folder, e.g. VOC2007 trainval (repeatable)")
+
+
+def add_command_line_datasets(cfg: CN, args) -> None:
+    """Append the ``--register-*`` datasets of ``args`` to ``DATASETS.REGISTER`` (absolute paths, no duplicates)."""
+    entries = [list(e) for e in cfg.DATASETS.REGISTER]
+    for kind, flag in (("coco", "register_coco"), ("voc", "register_voc")):
+        for name, path, last in getattr(args, flag, None) or ():
+            last = os.path.abspath(last) if kind == "coco" else last
+            entry = [kind, name, os.path.abspath(path), last]
+            if entry not in entries:
+                entries.append(entry)
+    cfg.DATASETS.REGISTER = entries
+
+
+# ----------------------------------------------------------------------------------- held-out split
+def held_out_split(dicts: List[Dict], size: int, seed: int, source: str,
+                   size_key: str = "DATASETS.SEARCH_HOLDOUT.SIZE") -> Tuple[List[Dict], List[Dict]]:
+    """``(rest, held_out)``: ``size`` image ids drawn with ``random.Random(seed)`` from the sorted ids of ``dicts``."""
+    ids = sorted(d["image_id"] for d in dicts)
+    if size >= len(ids):
+        raise ValueError(f"{size_key} = {size} holds out every image of '{source}', which has {len(ids)} images: "
+                         f"the training split would be empty; use a size below {len(ids)}")
+    held = set(random.Random(seed).sample(ids, size))
+    return [d for d in dicts if d["image_id"] not in held], [d for d in dicts if d["image_id"] in held]
+
+
+def write_subset_json(json_file: str, image_ids: Set, name: str) -> str:
+    """A COCO json of the images ``image_ids`` of ``json_file`` (all categories kept), cached by content."""
+    with open(json_file) as f:
+        coco = json.load(f)
+    subset = dict(coco, images=[im for im in coco["images"] if im["id"] in image_ids],
+                  annotations=[a for a in coco.get("annotations", []) if a["image_id"] in image_ids])
+    text = json.dumps(subset)
+    folder = os.path.join(default_data_root(), "held_out")
+    path = os.path.join(folder, f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:16]}.json")
+    if not os.path.isfile(path):
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)  # atomic: concurrent ranks write the same bytes
+    return path
+
+
+def set_json_file(name: str, json_file: str) -> None:
+    """Point ``name``'s metadata at ``json_file`` (COCOEvaluator reads ground truth from it)."""
+    meta = MetadataCatalog.get(name)
+    if meta.get("json_file", json_file) != json_file:
+        delattr(meta, "json_file")
+    meta.json_file = json_file
+
+
+# metadata describing the source's own files and evaluation, which a subset must not inherit
+_SOURCE_ONLY_METADATA = ("name", "json_file", "dirname", "split", "year", "evaluator_type")
+
+
+def _inherit_metadata(source: str, name: str) -> None:
+    """Copy ``source``'s metadata (classes, category id map, image root) to ``name``; it is scored COCO-style."""
+    meta = MetadataCatalog.get(name)
+    for key, value in MetadataCatalog.get(source).as_dict().items():
+        if key not in _SOURCE_ONLY_METADATA and not hasattr(meta, key):
+            setattr(meta, key, value)
+    meta.evaluator_type = "coco"
+
+
+def _load_held_out_part(source: str, size: int, seed: int, name: str, held_out: bool) -> List[Dict]:
+    """The dicts of one part of a held-out split (loader of the registered ``name``)."""
+    rest, held = held_out_split(DatasetCatalog.get(source), size, seed, source)
+    _inherit_metadata(source, name)  # loading the source completes its metadata (e.g. the category id map)
+    source_json = MetadataCatalog.get(source).get("json_file")
+    if held_out and source_json:  # evaluation of the held-out images against their own ground-truth file
+        set_json_file(name, write_subset_json(source_json, {d["image_id"] for d in held}, name))
+    return held if held_out else rest
+
+
+def register_held_out_split(source: str, size: int, seed: int, train_name: str, search_name: str) -> None:
+    """Register ``train_name`` (``source`` minus ``size`` held-out images) and ``search_name`` (those images).
+
+    Both inherit ``source``'s metadata; the held-out split of a COCO-json source gets its own json file, so
+    COCOEvaluator scores exactly its images (the source's file would count all other images as missed).
+    """
+    for name, held_out in ((train_name, False), (search_name, True)):
+        definition = ("held_out", source, size, seed, "search" if held_out else "rest")
+        if not _claim(name, definition):
+            continue
+        DatasetCatalog.register(
+            name, lambda name=name, held_out=held_out: _load_held_out_part(source, size, seed, name, held_out))
+        _inherit_metadata(source, name)
+        _definitions[name] = definition
+
+
+def held_out_names(cfg: CN) -> Tuple[str, str, str]:
+    """``(source, train_name, search_name)`` of ``DATASETS.SEARCH_HOLDOUT`` with the defaults filled in."""
+    holdout = cfg.DATASETS.SEARCH_HOLDOUT
+    source = holdout.SOURCE
+    if not source:
+        if not cfg.DATASETS.TRAIN:
+            raise ValueError("DATASETS.SEARCH_HOLDOUT.SIZE > 0 needs DATASETS.SEARCH_HOLDOUT.SOURCE or DATASETS.TRAIN")
+        source = cfg.DATASETS.TRAIN[0]
+    return source, holdout.TRAIN_NAME or f"{source}_minus_search", holdout.SEARCH_NAME or f"{source}_search"
+
+
+def resolve_search_holdout(cfg: CN) -> None:
+    """Make a ``DATASETS.SEARCH_HOLDOUT`` explicit in an unfrozen config, as DetNAS used COCO: the source's
+    place in ``DATASETS.TRAIN`` goes to its rest (search images never train the supernet), and an empty
+    ``SEARCH.DATASET`` becomes the held-out split. Applying it twice changes nothing."""
+    holdout = cfg.DATASETS.SEARCH_HOLDOUT
+    if holdout.SIZE <= 0:
+        return
+    source, train_name, search_name = held_out_names(cfg)
+    holdout.SOURCE, holdout.TRAIN_NAME, holdout.SEARCH_NAME = source, train_name, search_name
+    cfg.DATASETS.TRAIN = tuple(train_name if name == source else name for name in cfg.DATASETS.TRAIN)
+    if "SEARCH" in cfg and not cfg.SEARCH.DATASET:
+        cfg.SEARCH.DATASET = search_name
+    logger.info(f"held out {holdout.SIZE} images of '{source}' (seed {holdout.SEED}) as '{search_name}'; "
+                f"DATASETS.TRAIN = {cfg.DATASETS.TRAIN}")
+
+
+# ------------------------------------------------------------------------------------------- checks
+def check_num_classes(cfg: CN, names_by_key: Dict[str, Sequence[str]]) -> None:
+    """The class count of every named dataset with known classes must equal the model's NUM_CLASSES key."""
+    key = NUM_CLASSES_KEYS.get(cfg.MODEL.META_ARCHITECTURE)
+    if key is None:
+        return
+    expected = functools.reduce(getattr, key.split("."), cfg)
+    for config_key, names in names_by_key.items():
+        for name in names:
+            meta = MetadataCatalog.get(name)
+            classes = meta.get("thing_classes")
+            if classes is None or len(classes) == expected:
+                continue
+            id_map = meta.get("thing_dataset_id_to_contiguous_id")
+            ids = f"category ids {sorted(id_map)}" if id_map else "classes"
+            raise ValueError(f"dataset '{name}' ({config_key}) has {len(classes)} categories ({ids}: "
+                             f"{', '.join(map(str, classes[:10]))}{' ...' if len(classes) > 10 else ''}) but {key} "
+                             f"is {expected}; set {key} {len(classes)}")
+
+
+def check_bad_image_policy(policy: str) -> None:
+    """``DATALOADER.ON_BAD_IMAGE`` must be one of :data:`BAD_IMAGE_POLICIES`."""
+    if policy not in BAD_IMAGE_POLICIES:
+        raise ValueError(f"DATALOADER.ON_BAD_IMAGE = {policy!r}; allowed: {', '.join(BAD_IMAGE_POLICIES)}")
+
+
+# ------------------------------------------------------------------------------------ bad images
+class UnreadableImageError(ValueError):
+    """An image of a dataset could not be read or decoded."""
+
+
+class BadImageGuard:
+    """A dataset mapper wrapper: an image that fails to load raises :class:`UnreadableImageError` naming the file,
+    or, with policy "skip" in training, is skipped with a warning (detectron2's ``MapDataset`` then draws
+    another image). Inference always fails: skipping images would bias the reported AP.
+
+    Checking lazily here, in the data path, costs nothing extra (a decode pass over COCO at setup would).
+    """
+
+    def __init__(self, mapper, policy: str = "fail", is_train: bool = True):
+        check_bad_image_policy(policy)
+        self.mapper = mapper
+        self.skip = policy == "skip" and is_train
+        self._warned: Set[str] = set()
+
+    def __call__(self, dataset_dict: Dict):
+        try:
+            return self.mapper(dataset_dict)
+        except OSError as err:  # missing, truncated or undecodable files (PIL, OpenCV and PathManager errors)
+            file_name = dataset_dict.get("file_name")
+            if not self.skip:
+                raise UnreadableImageError(f"cannot read image {file_name}: {err} (DATALOADER.ON_BAD_IMAGE 'skip' "
+                                           "skips such images in training)") from err
+            if file_name not in self._warned:
+                self._warned.add(file_name)
+                logger.warning(f"skipping unreadable image {file_name}: {err}")
+            return None
+
+
+def guard_bad_images(cfg: CN, mapper, is_train: bool) -> BadImageGuard:
+    """``mapper`` wrapped per ``DATALOADER.ON_BAD_IMAGE``."""
+    return BadImageGuard(mapper, cfg.DATALOADER.ON_BAD_IMAGE, is_train)
