@@ -22,13 +22,14 @@ def add_detnas_config(cfg):
     from .data.mappers import add_autoaugment_config
     from .data.registration import add_registration_config
     from .engine.path_sampling import add_supernet_config
-    from .modeling import add_detnas_backbone_config, add_nasfpn_config
+    from .modeling import add_classifier_config, add_detnas_backbone_config, add_nasfpn_config
     from .search import add_search_config
 
     _add_dataset_config(cfg)
     add_registration_config(cfg)
     add_detnas_backbone_config(cfg)
     add_nasfpn_config(cfg)
+    add_classifier_config(cfg)
     add_search_config(cfg)
     add_autoaugment_config(cfg)
     add_supernet_config(cfg)

@@ -13,7 +13,6 @@ from collections import OrderedDict
 
 import numpy as np
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
 from detectron2.evaluation import COCOEvaluator, print_csv_format
@@ -21,9 +20,13 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..data.datasets import register_from_config
+from ..data.classification import build_test_loader_for, is_classification_dataset
 from ..data.mappers import build_test_mapper, build_train_mapper
 from ..data.registration import guard_bad_images
+from ..evaluation import ClassificationEvaluator
+from ..modeling.checkpoint import DetNASCheckpointer
 from ..modeling.searchable import model_search_space, searchable_parts
+from .lr_scheduler import build_lr_scheduler
 from .path_sampling import PathSamplingHook
 from .resume import ResumableTrainingSampler, RNGStateHook
 from .supernet_eval import ArchitectureEvaluator, preserved_training_state
@@ -45,7 +48,7 @@ class Trainer(DefaultTrainer):
         trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self._trainer = trainer_cls(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = DetNASCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -76,7 +79,14 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        if is_classification_dataset(dataset_name):
+            return build_test_loader_for(cfg, dataset_name)
         return build_detection_test_loader(cfg, dataset_name, mapper=cls.build_test_mapper(cfg))
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        """detectron2's schedulers plus "WarmupLinearLR" (linear decay to zero, the DetNAS/SPOS recipe)."""
+        return build_lr_scheduler(cfg, optimizer)
 
     @classmethod
     def build_resumable_train_loader(cls, cfg):
@@ -108,6 +118,8 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if is_classification_dataset(dataset_name):
+            return ClassificationEvaluator(dataset_name)
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return COCOEvaluator(dataset_name, output_dir=output_folder)

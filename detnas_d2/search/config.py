@@ -10,6 +10,7 @@ SEARCH_STRATEGIES = ("evolution", "random")
 FLOPS_MODES = ("backbone", "detector")
 BN_RECALIB_MODES = ("cumulative", "ema")
 SEARCH_SPACES = ("backbone", "neck", "autoaug")
+SEARCH_EVALUATORS = ("one_shot", "proxy")
 
 
 def _declare(node: CN, key: str, value) -> None:
@@ -55,10 +56,35 @@ def add_search_config(cfg: CN) -> None:
     _declare(s, "MAX_RANDOM_TRIES", 10000)
     # candidates handed to the evaluator per call (a distributed evaluator shards them); state saved after each call
     _declare(s, "EVAL_BATCH_SIZE", 1)
-    # search space being searched: "backbone" (DetNAS), later "neck" (NAS-FPN) or "autoaug"
+    # search space being searched: "backbone" (DetNAS), "neck" (NAS-FPN) or "autoaug" (AutoAugment policy)
     _declare(s, "SPACE", "backbone")
     # held-out dataset the fitness is measured on; "" = cfg.DATASETS.TEST[0]
     _declare(s, "DATASET", "")
+    # fitness: "one_shot" (supernet paths, BN recalibrated) or "proxy" (train a fresh detector per candidate)
+    _declare(s, "EVALUATOR", "one_shot")
+    if "PROXY" not in s:
+        s.PROXY = CN()
+    p = s.PROXY
+    # training iterations of every proxy detector (replaces SOLVER.MAX_ITER)
+    _declare(p, "MAX_ITER", 1000)
+    # base learning rate of the proxy training; 0 = keep SOLVER.BASE_LR
+    _declare(p, "BASE_LR", 0.0)
+    # iterations where the proxy learning rate decays by SOLVER.GAMMA (replaces SOLVER.STEPS); () = no decay
+    _declare(p, "STEPS", ())
+    # training images of the proxy (a subset of DATASETS.TRAIN fixed by SEARCH.SEED); 0 = all
+    _declare(p, "TRAIN_SUBSET", 0)
+    # seed of every proxy training (weight init, data order, augmentation draws): the same for all candidates
+    _declare(p, "SEED", 0)
+    if "AUTOAUG" not in s:
+        s.AUTOAUG = CN()
+    # sub-policies per searched AutoAugment policy (paper K = 5)
+    _declare(s.AUTOAUG, "NUM_SUB_POLICIES", 5)
+    # ops per sub-policy, applied in order (paper N = 2)
+    _declare(s.AUTOAUG, "OPS_PER_SUB_POLICY", 2)
+    if "NECK" not in s:
+        s.NECK = CN()
+    # merging cells per searched NAS-FPN block (paper 7; the last 5 are the P3-P7 output cells)
+    _declare(s.NECK, "NUM_CELLS", 7)
     if "BN_RECALIB" not in s:
         s.BN_RECALIB = CN()
     b = s.BN_RECALIB
@@ -120,6 +146,12 @@ def validate_search_config(cfg: CN) -> None:
         _fail("SEARCH.SPACE", s.SPACE, f"must be one of {SEARCH_SPACES}")
     if not isinstance(s.DATASET, str):
         _fail("SEARCH.DATASET", s.DATASET, "must be a dataset name or '' (= DATASETS.TEST[0])")
+    if s.EVALUATOR not in SEARCH_EVALUATORS:
+        _fail("SEARCH.EVALUATOR", s.EVALUATOR, f"must be one of {SEARCH_EVALUATORS}")
+    if s.SPACE == "autoaug" and s.EVALUATOR != "proxy":
+        _fail("SEARCH.EVALUATOR", s.EVALUATOR,
+              "SEARCH.SPACE 'autoaug' needs 'proxy' (augmentation policies have no supernet)")
+    _validate_proxy_config(s)
     b = s.BN_RECALIB
     if not _is_int(b.NUM_BATCHES) or b.NUM_BATCHES < 0:
         _fail("SEARCH.BN_RECALIB.NUM_BATCHES", b.NUM_BATCHES, "must be an integer >= 0 (0 = no recalibration)")
@@ -129,3 +161,25 @@ def validate_search_config(cfg: CN) -> None:
         _fail("SEARCH.BN_RECALIB.MODE", b.MODE, f"must be one of {BN_RECALIB_MODES}")
     if not _is_number(b.MOMENTUM) or not 0.0 < b.MOMENTUM <= 1.0:
         _fail("SEARCH.BN_RECALIB.MOMENTUM", b.MOMENTUM, "must be a number in (0, 1]")
+
+
+def _validate_proxy_config(s: CN) -> None:
+    """Check the proxy-task schedule (``SEARCH.PROXY``) and the sizes of the proxy-searched spaces."""
+    p = s.PROXY
+    if not _is_int(p.MAX_ITER) or p.MAX_ITER < 1:
+        _fail("SEARCH.PROXY.MAX_ITER", p.MAX_ITER, "must be an integer >= 1")
+    if not _is_number(p.BASE_LR) or p.BASE_LR < 0:
+        _fail("SEARCH.PROXY.BASE_LR", p.BASE_LR, "must be a number >= 0 (0 = keep SOLVER.BASE_LR)")
+    steps = p.STEPS
+    if (not isinstance(steps, (list, tuple)) or not all(_is_int(v) and 0 < v < p.MAX_ITER for v in steps)
+            or list(steps) != sorted(set(steps))):
+        _fail("SEARCH.PROXY.STEPS", steps,
+              f"must be strictly increasing integers in (0, SEARCH.PROXY.MAX_ITER = {p.MAX_ITER}), or ()")
+    for key in ("TRAIN_SUBSET", "SEED"):
+        if not _is_int(p[key]) or p[key] < 0:
+            _fail(f"SEARCH.PROXY.{key}", p[key], "must be an integer >= 0")
+    for key in ("NUM_SUB_POLICIES", "OPS_PER_SUB_POLICY"):
+        if not _is_int(s.AUTOAUG[key]) or s.AUTOAUG[key] < 1:
+            _fail(f"SEARCH.AUTOAUG.{key}", s.AUTOAUG[key], "must be an integer >= 1")
+    if not _is_int(s.NECK.NUM_CELLS) or s.NECK.NUM_CELLS < 5:
+        _fail("SEARCH.NECK.NUM_CELLS", s.NECK.NUM_CELLS, "must be an integer >= 5 (the last 5 cells output P3-P7)")

@@ -1,7 +1,9 @@
-"""``search_net.py``'s work: load the trained supernet, search its architectures, export the best one.
+"""``search_net.py``'s work: search architectures (or augmentation policies), export the best one.
 
-Runs in every process of a detectron2 ``launch``: rank 0 drives the strategy and writes the files, all ranks
-evaluate their share of each batch of candidates.
+``SEARCH.EVALUATOR`` picks the fitness: "one_shot" loads the trained supernet and scores its paths (each rank
+evaluates its share of each batch of candidates); "proxy" trains a fresh detector per candidate on a short
+schedule (all ranks train each candidate together). Runs in every process of a detectron2 ``launch``: rank 0
+drives the strategy and writes the files.
 """
 import logging
 
@@ -11,9 +13,11 @@ from detectron2.utils import comm
 from ..engine.trainer import Trainer
 from ..modeling.checkpoint import DetNASCheckpointer
 from ..modeling.searchable import backbone_arch, backbone_cost_model, model_search_space, searchable_parts, set_model_arch
+from .config import validate_search_config
 from .engine import SearchEngine
 from .evaluator import ShardedEvaluator
 from .export import export_best
+from .proxy import ProxyTaskEvaluator, build_proxy_cost_fns, build_proxy_space, export_proxy_best, proxy_fingerprint
 
 logger = logging.getLogger("detnas_d2.search")
 
@@ -57,7 +61,26 @@ def build_cost_fns(cfg, model):
 
 
 def run_search(cfg, resume: bool = False):
-    """Search on the supernet named by ``MODEL.WEIGHTS``; returns the result on rank 0 (``None`` elsewhere)."""
+    """Run the search ``SEARCH.EVALUATOR`` names; returns the result on rank 0 (``None`` elsewhere)."""
+    validate_search_config(cfg)
+    if cfg.SEARCH.EVALUATOR == "proxy":
+        return run_proxy_search(cfg, resume)
+    return run_one_shot_search(cfg, resume)
+
+
+def _run_engine(cfg, space, evaluator, cost_fns, cost_range, eval_batch_size: int, resume: bool,
+                fingerprint_extra=None):
+    """Build the search engine from ``cfg.SEARCH`` and run it on every rank."""
+    args = SearchEngine.from_config(cfg, space, evaluator, cost_fns=cost_fns, cost_range=cost_range,
+                                    output_dir=cfg.OUTPUT_DIR)
+    args["fingerprint_extra"] = {**args["fingerprint_extra"], **(fingerprint_extra or {})}
+    args["eval_batch_size"] = eval_batch_size
+    broadcast = broadcast_from_main if comm.get_world_size() > 1 else None
+    return SearchEngine(**args, is_main=comm.is_main_process(), broadcast=broadcast).run(resume=resume)
+
+
+def run_one_shot_search(cfg, resume: bool = False):
+    """Search on the supernet named by ``MODEL.WEIGHTS``; export the best path with its inherited weights."""
     model = Trainer.build_model(cfg)
     DetNASCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     if not searchable_parts(model):
@@ -65,15 +88,27 @@ def run_search(cfg, resume: bool = False):
     evaluator = ShardedEvaluator(cfg, model)
     model = evaluator.model
     cost_fns, cost_range = build_cost_fns(cfg, model)
-    world = comm.get_world_size()
-    engine = SearchEngine(
-        cfg, model_search_space(model), evaluator, cost_fns=cost_fns, cost_range=cost_range,
-        output_dir=cfg.OUTPUT_DIR, is_main=comm.is_main_process(), broadcast=broadcast_from_main if world > 1 else None,
-        eval_batch_size=cfg.SEARCH.EVAL_BATCH_SIZE * world)  # one candidate per rank and call by default
-    result = engine.run(resume=resume)
+    result = _run_engine(cfg, model_search_space(model), evaluator, cost_fns, cost_range,
+                         cfg.SEARCH.EVAL_BATCH_SIZE * comm.get_world_size(),  # one candidate per rank and call
+                         resume)
     if result is None:
         return None
     files = export_best(cfg, model, result.best.arch, evaluator.evaluate_one, cfg.OUTPUT_DIR)
     logger.info(f"best architecture {result.best.arch}: {cfg.SEARCH.METRIC} = {result.best.fitness:.3f}, "
                 f"costs {result.best.costs}; exported {files['config']} and {files['weights']}")
+    return result
+
+
+def run_proxy_search(cfg, resume: bool = False):
+    """Search ``SEARCH.SPACE`` by training every candidate on the proxy task; export the best one's config."""
+    space = build_proxy_space(cfg)
+    cost_fns = build_proxy_cost_fns(cfg, space)
+    evaluator = ProxyTaskEvaluator(cfg, space)
+    result = _run_engine(cfg, space, evaluator, cost_fns, None, cfg.SEARCH.EVAL_BATCH_SIZE, resume,
+                         proxy_fingerprint(cfg))
+    if result is None:
+        return None
+    path = export_proxy_best(cfg, space, result.best.arch, cfg.OUTPUT_DIR)
+    logger.info(f"best candidate {result.best.arch}: {cfg.SEARCH.METRIC} = {result.best.fitness}, "
+                f"costs {result.best.costs}; exported {path} (retrain it: no weights are exported)")
     return result

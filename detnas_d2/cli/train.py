@@ -1,0 +1,48 @@
+"""Train or evaluate a detectron2 model with the detnas_d2 plugin (supernets, searched backbones, NAS-FPN,
+AutoAugment). Same command line as detectron2's tools/train_net.py, plus ``--register-coco`` /
+``--register-voc`` for your own data and ``--save-results FILE`` (with ``--eval-only``):
+
+    python train_net.py --config-file configs/shapes/supernet_fpn.yaml --num-gpus 2
+    python train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
+"""
+import json
+
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+
+from ..engine import Trainer
+from ..engine.defaults import argument_parser, launch_main, setup_cfg
+from ..modeling.checkpoint import DetNASCheckpointer
+from ..search.state import atomic_write
+
+
+def main(args):
+    cfg = setup_cfg(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetNASCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+            if args.save_results:
+                atomic_write(args.save_results, json.dumps(results, indent=1, sort_keys=True))
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def build_parser():
+    parser = argument_parser()
+    parser.add_argument("--save-results", default="", metavar="FILE",
+                        help="with --eval-only: also write the evaluation results to FILE (JSON)")
+    return parser
+
+
+def cli(argv=None):
+    args = build_parser().parse_args(argv)
+    return launch_main(main, args)
+
+
+if __name__ == "__main__":
+    cli()

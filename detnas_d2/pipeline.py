@@ -1,0 +1,236 @@
+"""The whole DetNAS workflow as one resumable command.
+
+    python -m detnas_d2.pipeline --config-file configs/shapes/pipeline.yaml [--num-gpus N] [--output-dir DIR]
+
+Stages: supernet classification pretraining -> detection fine-tuning -> search (+ export) -> retraining of the
+searched architecture -> final evaluation. Each stage is a ``train_net`` / ``search_net`` run in its own process
+(so every stage gets detectron2's usual logging, ``launch`` and ``--resume``), reading the previous stage's
+checkpoint or searched architecture. A stage whose output exists is skipped; a stage that was killed resumes
+from its last checkpoint (training) or its state file (search). ``report.md`` summarises each stage.
+
+The pipeline file is YAML:
+
+    output_dir: output/pipeline          # stage folders go under it
+    stages:                              # run in this order; omit a stage to skip it
+      pretrain: {config: supernet_cls.yaml, opts: [SOLVER.MAX_ITER, 300]}
+      finetune: {config: supernet_fpn.yaml}
+      search:   {config: search_fpn.yaml}
+      retrain:  {config: supernet_fpn.yaml}
+      evaluate: {}
+
+Config paths are relative to the pipeline file. ``opts`` are extra ``KEY VALUE`` overrides for that stage.
+"""
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import yaml
+
+STAGES = ("pretrain", "finetune", "search", "retrain", "evaluate")
+FINAL_METRICS = "final_metrics.json"
+
+
+class PipelineError(RuntimeError):
+    """A stage failed or the pipeline file is invalid."""
+
+
+def load_pipeline(path: str) -> Dict:
+    """Read and validate a pipeline file; config paths become absolute."""
+    with open(path) as f:
+        spec = yaml.safe_load(f) or {}
+    stages = spec.get("stages")
+    if not isinstance(stages, dict) or not stages:
+        raise PipelineError(f"{path}: 'stages' must be a mapping with some of {STAGES}")
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise PipelineError(f"{path}: unknown stage(s) {unknown}; allowed: {list(STAGES)}")
+    base = os.path.dirname(os.path.abspath(path))
+    for name, stage in stages.items():
+        stage = stages[name] = dict(stage or {})
+        if name != "evaluate":
+            if "config" not in stage:
+                raise PipelineError(f"{path}: stage '{name}' needs a 'config' file")
+            stage["config"] = os.path.join(base, stage["config"])
+            if not os.path.isfile(stage["config"]):
+                raise PipelineError(f"{path}: stage '{name}' config {stage['config']} does not exist")
+        stage["opts"] = [str(x) for x in stage.get("opts", [])]
+    spec.setdefault("output_dir", "output/pipeline")
+    return spec
+
+
+class Pipeline:
+    """Runs the stages of a pipeline file, skipping finished ones and recording their numbers."""
+
+    def __init__(self, spec: Dict, output_dir: str, launch_args: List[str]):
+        self.stages = spec["stages"]
+        self.output_dir = os.path.abspath(output_dir)
+        self.launch_args = launch_args
+        self.summary: Dict[str, Dict] = {}
+
+    def stage_dir(self, name: str) -> str:
+        return os.path.join(self.output_dir, name)
+
+    def _run(self, name: str, module: str, config: str, opts: List[str], extra: List[str] = ()) -> None:
+        out = self.stage_dir(name)
+        cmd = [sys.executable, "-m", module, "--config-file", config, *self.launch_args, *extra,
+               *opts, "OUTPUT_DIR", out]
+        resuming = os.path.isdir(out)
+        if resuming and "--eval-only" not in extra:
+            cmd.insert(cmd.index("--config-file"), "--resume")
+        print(f"[pipeline] {name}: {'resuming' if resuming else 'starting'}\n  {shlex.join(cmd)}", flush=True)
+        start = time.time()
+        code = subprocess.call(cmd)
+        if code != 0:
+            raise PipelineError(f"stage '{name}' failed (exit code {code}); rerun the pipeline to resume it")
+        self.summary.setdefault(name, {})["minutes"] = round((time.time() - start) / 60, 2)
+
+    def _weights(self, name: str) -> str:
+        return os.path.join(self.stage_dir(name), "model_final.pth")
+
+    def _train(self, name: str, init_weights: str = None, extra_opts: List[str] = ()) -> None:
+        if os.path.isfile(self._weights(name)):
+            print(f"[pipeline] {name}: done already ({self._weights(name)})")
+            return
+        stage = self.stages[name]
+        opts = list(stage["opts"]) + list(extra_opts)
+        if init_weights:
+            opts += ["MODEL.WEIGHTS", init_weights]
+        self._run(name, "detnas_d2.cli.train", stage["config"], opts)
+
+    def run(self) -> None:
+        os.makedirs(self.output_dir, exist_ok=True)
+        previous = None
+        if "pretrain" in self.stages:
+            self._train("pretrain")
+            previous = self._weights("pretrain")
+        if "finetune" in self.stages:
+            self._train("finetune", previous)
+            previous = self._weights("finetune")
+        best = None
+        if "search" in self.stages:
+            best = self._search(previous)
+        if "retrain" in self.stages:
+            if best is None:
+                raise PipelineError("stage 'retrain' needs the 'search' stage (it retrains the searched architecture)")
+            init = self._weights("pretrain") if "pretrain" in self.stages else None
+            self._train("retrain", init, self._arch_opts(best))
+        if "evaluate" in self.stages:
+            self._evaluate()
+        self.write_report()
+
+    def _search(self, supernet: str) -> Dict:
+        out = self.stage_dir("search")
+        best_file = os.path.join(out, "best_arch.json")
+        if not os.path.isfile(best_file):
+            stage = self.stages["search"]
+            opts = list(stage["opts"]) + (["MODEL.WEIGHTS", supernet] if supernet else [])
+            self._run("search", "detnas_d2.cli.search", stage["config"], opts)
+        else:
+            print(f"[pipeline] search: done already ({best_file})")
+        with open(best_file) as f:
+            best = json.load(f)
+        self.summary.setdefault("search", {}).update(best_fitness=best["fitness"], best_arch=best["arch"],
+                                                     best_costs=best.get("costs", {}))
+        return best
+
+    @staticmethod
+    def _arch_opts(best: Dict) -> List[str]:
+        arch = best["arch"]
+        parts = arch if isinstance(arch, dict) else {"backbone": arch}
+        opts = []
+        if "backbone" in parts:
+            opts += ["MODEL.DETNAS.ARCH", "-".join(map(str, parts["backbone"]))]
+        if "neck" in parts:
+            opts += ["MODEL.NASFPN.ARCH", json.dumps(parts["neck"]), "MODEL.NASFPN.ONE_SHOT", "False"]
+        return opts
+
+    def _evaluate(self) -> None:
+        out = self.stage_dir("evaluate")
+        metrics_file = os.path.join(out, FINAL_METRICS)
+        if not os.path.isfile(metrics_file):
+            trained = "retrain" if "retrain" in self.stages else "finetune"
+            stage = self.stages[trained]
+            opts = list(stage["opts"]) + self.stages["evaluate"]["opts"] + ["MODEL.WEIGHTS", self._weights(trained)]
+            if trained == "retrain":
+                opts += self._arch_opts(self._load_best())
+            self._run("evaluate", "detnas_d2.cli.train", stage["config"], opts,
+                      extra=["--eval-only", "--save-results", metrics_file])
+        else:
+            print(f"[pipeline] evaluate: done already ({metrics_file})")
+        with open(metrics_file) as f:
+            self.summary.setdefault("evaluate", {})["results"] = json.load(f)
+
+    def _load_best(self) -> Dict:
+        with open(os.path.join(self.stage_dir("search"), "best_arch.json")) as f:
+            return json.load(f)
+
+    def write_report(self) -> str:
+        """``report.md``: each stage's key numbers and plots."""
+        lines = ["# detnas_d2 pipeline report", ""]
+        for name in STAGES:
+            if name not in self.stages:
+                continue
+            info = self.summary.get(name, {})
+            lines.append(f"## {name}")
+            lines.append(f"- output: `{self.stage_dir(name)}`")
+            if "minutes" in info:
+                lines.append(f"- time this run: {info['minutes']} min")
+            lines += self._stage_numbers(name, info)
+            lines.append("")
+        path = os.path.join(self.output_dir, "report.md")
+        with open(path + ".tmp", "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(path + ".tmp", path)
+        print(f"[pipeline] report written to {path}")
+        return path
+
+    def _stage_numbers(self, name: str, info: Dict) -> List[str]:
+        if name == "search":
+            plot = os.path.join(self.stage_dir("search"), "search_progress.png")
+            return [f"- best architecture: `{info.get('best_arch')}`",
+                    f"- best fitness: {info.get('best_fitness')}", f"- best costs: {info.get('best_costs')}",
+                    f"- progress plot: ![search progress]({os.path.relpath(plot, self.output_dir)})"]
+        if name == "evaluate":
+            return [f"- {task}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
+                    for task, metrics in info.get("results", {}).items()]
+        return [f"- last metrics: {last_metrics(self.stage_dir(name))}"]
+
+
+def last_metrics(output_dir: str) -> Dict:
+    """The evaluation numbers of the last line of ``metrics.json`` that has any (empty if none)."""
+    path = os.path.join(output_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return {}
+    found = {}
+    with open(path) as f:
+        for line in f:
+            entry = json.loads(line)
+            evals = {k: round(v, 3) for k, v in entry.items()
+                     if "/" in k and k.split("/")[0] in ("bbox", "classification") and "path" not in k}
+            if evals:
+                found = evals
+    return found
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, help="pipeline YAML")
+    parser.add_argument("--output-dir", default=None, help="overrides the file's output_dir")
+    parser.add_argument("--num-gpus", type=int, default=1, help="processes per stage (detectron2 launch)")
+    parser.add_argument("--dist-url", default="auto")
+    args = parser.parse_args(argv)
+    spec = load_pipeline(args.config_file)
+    launch_args = ["--num-gpus", str(args.num_gpus), "--dist-url", args.dist_url]
+    try:
+        Pipeline(spec, args.output_dir or spec["output_dir"], launch_args).run()
+    except PipelineError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
