@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env test demo clean-env
+.PHONY: env test demo demo-neck clean-env
 
 env:
 	@bash tools/bootstrap_env.sh
@@ -10,8 +10,13 @@ env:
 test: env
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
 
+# pretrain supernet -> fine-tune on detection -> search -> export -> retrain -> evaluate (embedded shapes, CPU)
 demo: env
-	$(PY) tools/demo.py
+	$(PY) -m detnas_d2.pipeline --config-file configs/shapes/pipeline.yaml
+
+# the one-shot NAS-FPN neck search on shapes
+demo-neck: env
+	$(PY) tools/demo_neck.py
 
 clean-env:
 	rm -f .venv

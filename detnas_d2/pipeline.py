@@ -31,6 +31,8 @@ from typing import Dict, List
 
 import yaml
 
+from .space.neck import format_compact_neck_arch
+
 STAGES = ("pretrain", "finetune", "search", "retrain", "evaluate")
 FINAL_METRICS = "final_metrics.json"
 
@@ -146,7 +148,7 @@ class Pipeline:
         if "backbone" in parts:
             opts += ["MODEL.DETNAS.ARCH", "-".join(map(str, parts["backbone"]))]
         if "neck" in parts:
-            opts += ["MODEL.NASFPN.ARCH", json.dumps(parts["neck"]), "MODEL.NASFPN.ONE_SHOT", "False"]
+            opts += ["MODEL.NASFPN.ARCH", format_compact_neck_arch(parts["neck"]), "MODEL.NASFPN.ONE_SHOT", "False"]
         return opts
 
     def _evaluate(self) -> None:

@@ -1,6 +1,7 @@
 """DetNAS step 1: supernet classifier, classification data path and evaluator, linear LR, and loading the
 classifier's body into detectors (DetNASCheckpointer)."""
 import os
+import re
 
 import cv2
 import numpy as np
@@ -112,11 +113,12 @@ def test_classifier_rejects_bad_input():
 def image_folder(tmp_path):
     """``root/<class>/<n>.png``: classes "b_cls" and "a_cls" (sorted: a_cls = 0), 40x60 random images."""
     rng = np.random.default_rng(0)
+    root = tmp_path / "folder"
     for name, count in (("b_cls", 2), ("a_cls", 1)):
-        os.makedirs(tmp_path / name)
+        os.makedirs(root / name)
         for i in range(count):
-            cv2.imwrite(str(tmp_path / name / f"{i}.png"), rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
-    return str(tmp_path)
+            cv2.imwrite(str(root / name / f"{i}.png"), rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    return str(root)
 
 
 def test_image_folder_and_mapper(image_folder):
@@ -138,6 +140,8 @@ def test_image_folder_and_mapper(image_folder):
         resized = cv2.resize(cv2.imread(dicts[0]["file_name"]), (45, 30), interpolation=cv2.INTER_LINEAR)
         expected = resized[3:27, 10:34]
         assert torch.equal(first["image"], torch.from_numpy(expected.transpose(2, 0, 1).copy()))
+        with pytest.raises(ValueError, match="needs an integer 'label'.*is this a detection dataset"):
+            evaluate({"file_name": dicts[0]["file_name"], "image_id": 0, "annotations": []})
         batches = list(build_test_loader_for(cfg.clone(), "test_cls_folder"))
         assert [len(b) for b in batches] == [3]  # TEST.CLS_IMS_PER_BATCH images per batch
     finally:
@@ -180,7 +184,7 @@ def test_imagenet_splits_register_on_demand_or_name_the_missing_folder(tmp_path,
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
     missing = os.path.join(str(tmp_path / "datasets"), "imagenet", "val")
-    with pytest.raises(FileNotFoundError, match=f"DATASETS.TEST names dataset 'imagenet_val'.*{missing}"):
+    with pytest.raises(FileNotFoundError, match=f"DATASETS.TEST names dataset 'imagenet_val'.*{re.escape(missing)}"):
         ensure_imagenet_registered("imagenet_val", "DATASETS.TEST")
     ensure_imagenet_registered("shapes_cls_val", "DATASETS.TEST")  # not an ImageNet name: no-op
     os.makedirs(tmp_path / "datasets" / "imagenet")
@@ -190,6 +194,7 @@ def test_imagenet_splits_register_on_demand_or_name_the_missing_folder(tmp_path,
     try:
         ensure_imagenet_registered("imagenet_val", "DATASETS.TEST")
         assert [d["label"] for d in DatasetCatalog.get("imagenet_train")] == [0, 1, 1]
+        assert MetadataCatalog.get("imagenet_train").classes == ["a_cls", "b_cls"]
         with pytest.raises(FileNotFoundError, match="a_cls"):
             DatasetCatalog.get("imagenet_val")
     finally:
@@ -248,7 +253,8 @@ def test_imagenet_recipe_decays_only_conv_and_linear_weights():
     assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, cfg.SOLVER.IMS_PER_BATCH) == (0.5, 300000, 1024)
     assert (cfg.MODEL.CLASSIFIER.LABEL_SMOOTHING, cfg.SOLVER.LR_SCHEDULER_NAME) == (0.1, "WarmupLinearLR")
     model = build_model(cfg)
-    decay = {id(p): group["weight_decay"] for group in build_optimizer(cfg, model).param_groups for p in group["params"]}
+    groups = build_optimizer(cfg, model).param_groups
+    decay = {id(param): group["weight_decay"] for group in groups for param in group["params"]}
     for name, param in model.named_parameters():
         assert decay[id(param)] == (4e-5 if param.ndim > 1 else 0.0), name
 
@@ -331,8 +337,9 @@ def test_detector_checkpoints_load_and_resume_unchanged(tmp_path):
     new_optimizer = torch.optim.SGD(restored.parameters(), lr=0.1, momentum=0.9)
     extra = DetNASCheckpointer(restored, str(tmp_path), optimizer=new_optimizer).resume_or_load("", resume=True)
     assert extra["iteration"] == 7
+    restored_state = restored.state_dict()
     for key, value in detector.state_dict().items():
-        assert torch.equal(restored.state_dict()[key], value), key
+        assert torch.equal(restored_state[key], value), key
 
     plain = torch.nn.Sequential(torch.nn.Linear(2, 2))  # no DetNAS body at all: untouched
     mapping = map_detnas_weights(plain.state_dict(), plain)
@@ -340,22 +347,6 @@ def test_detector_checkpoints_load_and_resume_unchanged(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- end to end
-class ClassificationTrainer(Trainer):
-    """Trainer with the classification pieces (stand-in until they are wired into Trainer itself)."""
-
-    @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
-        return build_test_loader_for(cfg, dataset_name)
-
-    @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        return ClassificationEvaluator(dataset_name)
-
-    @classmethod
-    def build_lr_scheduler(cls, cfg, optimizer):
-        return build_lr_scheduler(cfg, optimizer)
-
-
 def test_shapes_supernet_classification_trains_and_reports_top1(tmp_path, monkeypatch):
     monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "data"))
     cfg = _cfg()
@@ -364,11 +355,12 @@ def test_shapes_supernet_classification_trains_and_reports_top1(tmp_path, monkey
         "DATASETS.SHAPES.NUM_TRAIN", "4", "DATASETS.SHAPES.NUM_SEARCH", "1", "DATASETS.SHAPES.NUM_VAL", "4",
         "DATASETS.SHAPES.IMAGE_SIZE", "64", "SEARCH.BN_RECALIB.NUM_BATCHES", "1", "SEARCH.BN_RECALIB.BATCH_SIZE", "4",
         "SUPERNET.EVAL.NUM_PATHS", "2", "OUTPUT_DIR", str(tmp_path / "out")])
-    trainer = ClassificationTrainer(cfg)
+    trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
-    results = trainer.train()
-    assert set(results) == {"classification", "classification/path0", "classification/path1"}
-    top1 = results["classification"]["top1"]
+    trainer.train()  # evaluates SUPERNET.EVAL.NUM_PATHS paths after the last step
+    results = {name: value for name, (value, _) in trainer.storage.latest().items() if name.startswith("classif")}
+    assert set(results) == {f"classification/{path}top{k}" for path in ("", "path0/", "path1/") for k in (1, 5)}
+    top1 = results["classification/top1"]
     assert 0.0 <= top1 <= 100.0
-    assert top1 == pytest.approx((results["classification/path0"]["top1"] + results["classification/path1"]["top1"]) / 2)
+    assert top1 == pytest.approx((results["classification/path0/top1"] + results["classification/path1/top1"]) / 2)
     assert os.path.isfile(tmp_path / "out" / "model_final.pth")

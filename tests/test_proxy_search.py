@@ -112,7 +112,7 @@ def test_neck_applier_and_detector_flops():
     assert isinstance(space, NeckSearchSpace) and space.num_cells == 7
     arch = space.sample(random.Random(0))
     applied = candidate_config(cfg, space, arch)
-    assert json.loads(applied.MODEL.NASFPN.ARCH) == space.validate(arch) and applied.MODEL.NASFPN.ONE_SHOT is False
+    assert resolve_neck_arch(applied.MODEL.NASFPN.ARCH) == space.validate(arch) and applied.MODEL.NASFPN.ONE_SHOT is False
     assert resolve_neck_arch(applied.MODEL.NASFPN.ARCH) == space.validate(arch)
     assert cfg.MODEL.NASFPN.ONE_SHOT is True  # input untouched
 

@@ -64,10 +64,10 @@ def _comparable(entries):
     return [{k: e[k] for k in ("arch", "metrics", "costs", "fitness", "generation")} for e in entries]
 
 
-def test_bn_recalibration_changes_statistics_deterministically(supernet, monkeypatch):
+def test_bn_recalibration_changes_statistics_deterministically(supernet, tmp_path, monkeypatch):
     data, weights = supernet
     monkeypatch.setenv("DETNAS_DATA", data)
-    cfg = _search_cfg(weights, "unused")
+    cfg = _search_cfg(weights, str(tmp_path))
     model = Trainer.build_model(cfg)
     DetNASCheckpointer(model).load(weights)
     evaluator = ShardedEvaluator(cfg, model).evaluate_one

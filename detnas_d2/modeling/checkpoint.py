@@ -102,6 +102,6 @@ class DetNASCheckpointer(DetectionCheckpointer):
             self.logger.info(f"[DetNASCheckpointer] dropped {len(mapping.dropped_head_keys)} classification-head "
                              f"tensors unused by {type(self.model).__name__}: {', '.join(mapping.dropped_head_keys)}")
         if mapping.dropped_candidate_keys:
-            self.logger.info(f"[DetNASCheckpointer] supernet weights reduced to the fixed architecture "
-                             f"{_model_backbone(self.model)[1].body.resolved_arch}: {len(mapping.dropped_candidate_keys)} "
-                             "tensors of other candidates not loaded")
+            arch = _model_backbone(self.model)[1].body.resolved_arch
+            self.logger.info(f"[DetNASCheckpointer] supernet weights reduced to the fixed architecture {arch}: "
+                             f"{len(mapping.dropped_candidate_keys)} tensors of other candidates not loaded")

@@ -7,7 +7,6 @@ search's score and training from it retrains the architecture. To drop the backb
 config, copy its ``MODEL.DETNAS`` block (the README shows how).
 """
 import io
-import json
 import os
 
 import torch
@@ -16,6 +15,7 @@ from ..engine.supernet_eval import ArchitectureEvaluator
 from ..modeling.searchable import searchable_parts, set_model_arch, unwrap
 from ..modeling.weight_inheritance import extract_subnet_state_dict
 from ..space.backbone import format_architecture
+from ..space.neck import format_compact_neck_arch
 from .state import atomic_write
 
 CONFIG_FILE = "best_config.yaml"
@@ -36,7 +36,7 @@ def fixed_config(cfg, model, arch, weights_path: str):
     if "backbone" in archs:
         out.MODEL.DETNAS.ARCH = format_architecture(archs["backbone"])
     if "neck" in archs:
-        out.MODEL.NASFPN.ARCH = json.dumps(archs["neck"])
+        out.MODEL.NASFPN.ARCH = format_compact_neck_arch(archs["neck"])
         out.MODEL.NASFPN.ONE_SHOT = False
     out.MODEL.WEIGHTS = weights_path
     out.SUPERNET.EVAL.RECALIBRATE_FIXED = False  # the exported statistics are already recalibrated

@@ -16,7 +16,6 @@ with the number of processes.
 """
 import gc
 import hashlib
-import json
 import logging
 import os
 import random
@@ -37,7 +36,7 @@ from ..data.mappers import AUTOAUGMENT_MAPPER_NAME, DEFAULT_MAPPER_NAME
 from ..engine.trainer import Trainer
 from ..modeling.neck import NASFPN
 from ..space.base import SearchSpace
-from ..space.neck import NeckSearchSpace
+from ..space.neck import NeckSearchSpace, format_compact_neck_arch
 from .evaluator import search_dataset_name
 from .export import CONFIG_FILE
 from .state import atomic_write
@@ -94,8 +93,8 @@ def apply_autoaug_policy(cfg: CN, space: AutoAugmentPolicySpace, arch) -> None:
 
 @register_proxy_space("neck", lambda cfg: NeckSearchSpace(num_cells=cfg.SEARCH.NECK.NUM_CELLS))
 def apply_neck_arch(cfg: CN, space: NeckSearchSpace, arch) -> None:
-    """Build the candidate as a fixed NAS-FPN neck: ``MODEL.NASFPN.ARCH`` = its JSON cell list, not one-shot."""
-    cfg.MODEL.NASFPN.ARCH = json.dumps(space.validate(arch))
+    """Build the candidate as a fixed NAS-FPN neck: ``MODEL.NASFPN.ARCH`` = its compact cell list, not one-shot."""
+    cfg.MODEL.NASFPN.ARCH = format_compact_neck_arch(space.validate(arch))
     cfg.MODEL.NASFPN.ONE_SHOT = False
 
 

@@ -237,3 +237,9 @@ class NeckSearchSpace(SearchSpace):
     def validate(self, arch: Any) -> List[Cell]:
         """Canonical cell list with exactly ``num_cells`` cells (names and string forms are resolved)."""
         return resolve_neck_arch(arch, num_cells=self.num_cells)
+
+
+def format_compact_neck_arch(arch: NeckArchSpec) -> str:
+    """The compact 4-int form of ``arch`` (inverse of :func:`parse_compact_neck_arch`). Config-safe: yacs keeps it a
+    string, whereas it decodes a JSON cell list into a list."""
+    return " | ".join(f"{LEVELS[-1] - level},{OPS.index(op)},{in1},{in2}" for in1, in2, level, op in resolve_neck_arch(arch))
