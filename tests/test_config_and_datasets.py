@@ -63,3 +63,11 @@ def test_coco_search_split_is_deterministic_and_disjoint(tmp_path, monkeypatch):
         for name in datasets.COCO_SEARCH_SPLITS:
             if name in DatasetCatalog.list():
                 DatasetCatalog.remove(name)
+
+
+def test_missing_imagenet_folder_names_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    cfg = add_detnas_config(get_cfg())
+    cfg.DATASETS.TRAIN = ("imagenet_train",)
+    with pytest.raises(FileNotFoundError, match=r"DATASETS.TRAIN names dataset 'imagenet_train'.*imagenet"):
+        datasets.register_from_config(cfg)

@@ -111,7 +111,10 @@ def register_coco_search_splits() -> List[str]:
 
 def check_datasets_exist(names: Sequence[str], key: str) -> None:
     """Fail early, naming the config key and what is missing, if a dataset is not registered."""
+    from .classification import ensure_imagenet_registered  # classification.py imports this module
+
     for name in names:
+        ensure_imagenet_registered(name, key)
         if name in DatasetCatalog.list():
             continue
         if name in COCO_SEARCH_SPLITS:
