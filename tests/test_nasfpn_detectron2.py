@@ -1,6 +1,7 @@
 """detectron2 integration of the necks: config keys, NECK registry, the composed backbone, RetinaNet + NAS-FPN training
 on CPU with sizes not divisible by 128, FPN parity with detectron2's RetinaNet backbone, one-shot arch selection."""
 import json
+import os
 import random
 
 import pytest
@@ -222,3 +223,24 @@ def test_detnas_supernet_bottom_up_with_one_shot_nasfpn():
     assert [tuple(outputs[name].shape) for name in LEVEL_NAMES] == [(2, 32, 128 >> k, 128 >> k) for k in range(3, 8)]
     with pytest.raises(ValueError, match="the searchable parts are \\['backbone', 'neck'\\]"):
         backbone.set_arch(neck_arch)
+
+
+def test_published_r50_nasfpn_retinanet_config_builds_and_trains_a_step():
+    """configs/nasfpn_retinanet.yaml as shipped (ResNet-50 + NAS-FPN 7@256); only CPU-side settings changed."""
+    from detnas_d2.config import add_detnas_config
+
+    cfg = add_detnas_config(get_cfg())
+    cfg.merge_from_file(os.path.join(os.path.dirname(__file__), "..", "configs", "nasfpn_retinanet.yaml"))
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.RESNETS.NORM", "BN",
+                         "MODEL.NASFPN.NORM", "BN", "MODEL.RETINANET.NORM", "BN"])  # SyncBN needs GPUs
+    assert cfg.MODEL.RESNETS.DEPTH == 50 and cfg.MODEL.NASFPN.NUM_REPEATS == 7 and cfg.MODEL.NASFPN.CHANNELS == 256
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.train()
+    inputs = _training_inputs()
+    with EventStorage():
+        losses = model(inputs)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert all(p.grad is not None for p in model.backbone.neck.nasfpn.blocks[6].cells[0].conv_norm.parameters())

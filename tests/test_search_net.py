@@ -111,6 +111,14 @@ def test_search_two_processes_equal_one_and_eval_only_matches(supernet, tmp_path
                              "DATASETS.TEST", "('shapes_search',)", "OUTPUT_DIR", str(tmp_path / "eval_best")])
     assert results["bbox"]["AP"] == pytest.approx(best["fitness"], abs=1e-9)
 
+    # search progress as detectron2 events: one JSON line and TensorBoard step per generation
+    with open(os.path.join(outs[1], "search_metrics.json")) as f:
+        events = [json.loads(line) for line in f]
+    assert [e["iteration"] for e in events] == [0, 1]
+    assert events[-1]["search/best_so_far"] == pytest.approx(best["fitness"])
+    assert events[-1]["search/n_evaluated"] == len(one)
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(outs[1]))
+
     # resuming a finished search evaluates nothing again
     search_net.cli(["--config-file", SEARCH_CONFIG, "--resume", *TINY, *SEARCH, "MODEL.WEIGHTS", weights,
                     "OUTPUT_DIR", outs[1]])

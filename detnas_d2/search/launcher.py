@@ -18,6 +18,7 @@ from .engine import SearchEngine
 from .evaluator import ShardedEvaluator
 from .export import export_best
 from .proxy import ProxyTaskEvaluator, build_proxy_cost_fns, build_proxy_space, export_proxy_best, proxy_fingerprint
+from .tensorboard import SearchEventWriter
 
 logger = logging.getLogger("detnas_d2.search")
 
@@ -76,7 +77,13 @@ def _run_engine(cfg, space, evaluator, cost_fns, cost_range, eval_batch_size: in
     args["fingerprint_extra"] = {**args["fingerprint_extra"], **(fingerprint_extra or {})}
     args["eval_batch_size"] = eval_batch_size
     broadcast = broadcast_from_main if comm.get_world_size() > 1 else None
-    return SearchEngine(**args, is_main=comm.is_main_process(), broadcast=broadcast).run(resume=resume)
+    events = SearchEventWriter(cfg.OUTPUT_DIR) if comm.is_main_process() else None
+    try:
+        return SearchEngine(**args, is_main=comm.is_main_process(), broadcast=broadcast,
+                            on_generation_end=events).run(resume=resume)
+    finally:
+        if events is not None:
+            events.close()
 
 
 def run_one_shot_search(cfg, resume: bool = False):
@@ -94,7 +101,7 @@ def run_one_shot_search(cfg, resume: bool = False):
     if result is None:
         return None
     files = export_best(cfg, model, result.best.arch, evaluator.evaluate_one, cfg.OUTPUT_DIR)
-    logger.info(f"best architecture {result.best.arch}: {cfg.SEARCH.METRIC} = {result.best.fitness:.3f}, "
+    logger.info(f"best architecture {result.best.arch}: {cfg.SEARCH.METRIC} = {result.best.fitness}, "
                 f"costs {result.best.costs}; exported {files['config']} and {files['weights']}")
     return result
 
