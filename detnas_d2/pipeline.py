@@ -103,6 +103,10 @@ class Pipeline:
         if init_weights:
             opts += ["MODEL.WEIGHTS", init_weights]
         self._run(name, "detnas_d2.cli.train", stage["config"], opts)
+        if not os.path.isfile(self._weights(name)):
+            raise PipelineError(
+                f"stage '{name}' ended without {self._weights(name)}: its last checkpoint is already past "
+                "SOLVER.MAX_ITER (was MAX_ITER lowered after an interruption?)")
 
     def run(self) -> None:
         os.makedirs(self.output_dir, exist_ok=True)

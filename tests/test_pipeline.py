@@ -76,20 +76,16 @@ def test_pipeline_end_to_end_then_nothing_redone(tmp_path, env):
 
 
 def test_pipeline_killed_mid_stage_resumes_that_stage(tmp_path, env):
-    path = write_pipeline(tmp_path, finetune_iters=400)
+    path = write_pipeline(tmp_path, finetune_iters=60)
     finetune = tmp_path / "out" / "finetune"
     proc = subprocess.Popen([sys.executable, "-m", "detnas_d2.pipeline", "--config-file", path], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while not (finetune / "last_checkpoint").is_file() and time.time() < deadline:
-        time.sleep(0.5)
-    time.sleep(1.0)
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert (finetune / "last_checkpoint").is_file() and not (finetune / "model_final.pth").is_file()
-    spec = yaml.safe_load(open(path))
-    spec["stages"]["finetune"]["opts"][spec["stages"]["finetune"]["opts"].index("SOLVER.MAX_ITER") + 1] = 6
-    open(path, "w").write(yaml.safe_dump(spec))
     resumed = run_pipeline(path, env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "[pipeline] pretrain: done already" in resumed.stdout
