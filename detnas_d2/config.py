@@ -6,6 +6,12 @@ Calling it twice on the same config is harmless.
 from detectron2.config import CfgNode as CN
 
 
+def declare(node: CN, key: str, value) -> None:
+    """Set ``node.key = value`` unless the key exists already, so ``add_*_config`` functions stay idempotent."""
+    if key not in node:
+        node[key] = value
+
+
 def _add_dataset_config(cfg):
     if "SHAPES" in cfg.DATASETS:
         return

@@ -20,6 +20,7 @@ from detectron2.structures import BoxMode
 from detectron2.utils.registry import Registry
 
 from .autoaugment import AutoAugment
+from ..config import declare
 
 MAPPER_REGISTRY = Registry("MAPPER")
 MAPPER_REGISTRY.__doc__ = """
@@ -31,21 +32,17 @@ DEFAULT_MAPPER_NAME = "DatasetMapper"
 AUTOAUGMENT_MAPPER_NAME = "AutoAugmentDatasetMapper"
 
 
-def _declare(node: CN, key: str, value) -> None:
-    if key not in node:
-        setattr(node, key, value)
-
 
 def add_autoaugment_config(cfg: CN) -> None:
     """Declare the AutoAugment and mapper-selection config keys (idempotent)."""
-    _declare(cfg.INPUT, "AUTOAUGMENT", CN())
+    declare(cfg.INPUT, "AUTOAUGMENT", CN())
     node = cfg.INPUT.AUTOAUGMENT
-    _declare(node, "ENABLED", False)  # use AutoAugmentDatasetMapper when DATALOADER.MAPPER_NAME is the default
-    _declare(node, "POLICY", "v0")  # published policy: "v0" (the paper's), "v1", "v2", "v3" or "test"
-    _declare(node, "CUSTOM_POLICY", [])  # [[[op, prob, level], ...], ...]; replaces POLICY when non-empty
-    _declare(node, "BOX_MODE", "drop")  # "drop" boxes whose visible area vanishes, or keep TF's "reference" slivers
-    _declare(node, "REFERENCE_CONTRAST", False)  # Contrast blends to TF's buggy gray level instead of the mean
-    _declare(cfg.DATALOADER, "MAPPER_NAME", DEFAULT_MAPPER_NAME)  # MAPPER_REGISTRY entry for the data loaders
+    declare(node, "ENABLED", False)  # use AutoAugmentDatasetMapper when DATALOADER.MAPPER_NAME is the default
+    declare(node, "POLICY", "v0")  # published policy: "v0" (the paper's), "v1", "v2", "v3" or "test"
+    declare(node, "CUSTOM_POLICY", [])  # [[[op, prob, level], ...], ...]; replaces POLICY when non-empty
+    declare(node, "BOX_MODE", "drop")  # "drop" boxes whose visible area vanishes, or keep TF's "reference" slivers
+    declare(node, "REFERENCE_CONTRAST", False)  # Contrast blends to TF's buggy gray level instead of the mean
+    declare(cfg.DATALOADER, "MAPPER_NAME", DEFAULT_MAPPER_NAME)  # MAPPER_REGISTRY entry for the data loaders
 
 
 def build_autoaugment(cfg: CN) -> AutoAugment:

@@ -18,6 +18,7 @@ from detectron2.utils.registry import Registry
 
 from detnas_d2.nn import nasfpn as nasfpn_nn
 from detnas_d2.space.neck import LEVELS
+from ..config import declare
 
 NECK_REGISTRY = Registry("NECK")
 NECK_REGISTRY.__doc__ = """
@@ -29,31 +30,26 @@ A neck maps the bottom-up feature dict to ``{"p3": ..., "p7": ...}`` and has ``o
 _INPUT_STRIDES = (8, 16, 32)
 
 
-def _declare(node: CN, key: str, value: Any) -> None:
-    """Set ``node.key = value`` unless the key exists, so adding the config twice keeps user values."""
-    if key not in node:
-        setattr(node, key, value)
-
 
 def add_nasfpn_config(cfg: CN) -> CN:
     """Declare the ``MODEL.NECK`` and ``MODEL.NASFPN`` keys with their defaults (idempotent)."""
-    _declare(cfg.MODEL, "NECK", CN())
-    _declare(cfg.MODEL.NECK, "NAME", "NASFPN")  # neck in NECK_REGISTRY used by build_nasfpn_backbone: NASFPN | FPN
-    _declare(cfg.MODEL, "NASFPN", CN())
+    declare(cfg.MODEL, "NECK", CN())
+    declare(cfg.MODEL.NECK, "NAME", "NASFPN")  # neck in NECK_REGISTRY used by build_nasfpn_backbone: NASFPN | FPN
+    declare(cfg.MODEL, "NASFPN", CN())
     nasfpn = cfg.MODEL.NASFPN
-    _declare(nasfpn, "BOTTOM_UP", "build_resnet_backbone")  # BACKBONE_REGISTRY name of the bottom-up network
-    _declare(nasfpn, "IN_FEATURES", ["res3", "res4", "res5"])  # bottom-up features used as C3, C4, C5 (strides 8-32)
-    _declare(nasfpn, "NUM_REPEATS", 7)  # stacked pyramid blocks, each with its own weights (paper: 7; proxy: 3)
-    _declare(nasfpn, "CHANNELS", 256)  # channels of every pyramid level inside the neck and of p3..p7
-    _declare(nasfpn, "ARCH", "NAS-FPN")  # registered name, JSON cell list, compact 'l,op,in1,in2 | ...' string
-    _declare(nasfpn, "NORM", "BN")  # norm after each neck conv: BN, SyncBN, GN, ... or "" for none (conv bias)
-    _declare(nasfpn, "ATTENTION", CN())
-    _declare(nasfpn.ATTENTION, "POOL", "max")  # global pooling of the attention weights: max (TF) | avg (mmdet)
-    _declare(nasfpn.ATTENTION, "SOURCE", "coarser")  # attention input: coarser (TF) | finer (mmdet) | second
-    _declare(nasfpn, "DROPBLOCK", CN())
-    _declare(nasfpn.DROPBLOCK, "DROP_PROB", 0.0)  # DropBlock after each cell's norm, training only; 0 disables
-    _declare(nasfpn.DROPBLOCK, "BLOCK_SIZE", 3)  # odd side of the dropped squares
-    _declare(nasfpn, "ONE_SHOT", False)  # build the one-shot neck supernet (set_arch selects the path)
+    declare(nasfpn, "BOTTOM_UP", "build_resnet_backbone")  # BACKBONE_REGISTRY name of the bottom-up network
+    declare(nasfpn, "IN_FEATURES", ["res3", "res4", "res5"])  # bottom-up features used as C3, C4, C5 (strides 8-32)
+    declare(nasfpn, "NUM_REPEATS", 7)  # stacked pyramid blocks, each with its own weights (paper: 7; proxy: 3)
+    declare(nasfpn, "CHANNELS", 256)  # channels of every pyramid level inside the neck and of p3..p7
+    declare(nasfpn, "ARCH", "NAS-FPN")  # registered name, JSON cell list, compact 'l,op,in1,in2 | ...' string
+    declare(nasfpn, "NORM", "BN")  # norm after each neck conv: BN, SyncBN, GN, ... or "" for none (conv bias)
+    declare(nasfpn, "ATTENTION", CN())
+    declare(nasfpn.ATTENTION, "POOL", "max")  # global pooling of the attention weights: max (TF) | avg (mmdet)
+    declare(nasfpn.ATTENTION, "SOURCE", "coarser")  # attention input: coarser (TF) | finer (mmdet) | second
+    declare(nasfpn, "DROPBLOCK", CN())
+    declare(nasfpn.DROPBLOCK, "DROP_PROB", 0.0)  # DropBlock after each cell's norm, training only; 0 disables
+    declare(nasfpn.DROPBLOCK, "BLOCK_SIZE", 3)  # odd side of the dropped squares
+    declare(nasfpn, "ONE_SHOT", False)  # build the one-shot neck supernet (set_arch selects the path)
     return cfg
 
 

@@ -4,6 +4,7 @@ spec section 4, and their validation."""
 from numbers import Integral, Real
 
 from detectron2.config import CfgNode as CN
+from ..config import declare
 
 #: allowed values of the string-valued keys
 SEARCH_STRATEGIES = ("evolution", "random")
@@ -13,11 +14,6 @@ SEARCH_SPACES = ("backbone", "neck", "autoaug")
 SEARCH_EVALUATORS = ("one_shot", "proxy")
 
 
-def _declare(node: CN, key: str, value) -> None:
-    """Set ``node.key = value`` unless the key already exists (keeps the function idempotent)."""
-    if key not in node:
-        node[key] = value
-
 
 def add_search_config(cfg: CN) -> None:
     """Declare every ``SEARCH.*`` key used by the search engine; calling it twice is harmless."""
@@ -25,77 +21,77 @@ def add_search_config(cfg: CN) -> None:
         cfg.SEARCH = CN()
     s = cfg.SEARCH
     # search strategy: "evolution" (DetNAS/SPOS EA) or "random" (same-budget baseline)
-    _declare(s, "STRATEGY", "evolution")
+    declare(s, "STRATEGY", "evolution")
     # candidates per generation; generation 0 is POPULATION uniform random legal architectures
-    _declare(s, "POPULATION", 50)
+    declare(s, "POPULATION", 50)
     # number of generations (the initial random one included); budget = POPULATION * GENERATIONS
-    _declare(s, "GENERATIONS", 20)
+    declare(s, "GENERATIONS", 20)
     # size of the elitist top-k archive that parents are drawn from
-    _declare(s, "TOPK", 10)
+    declare(s, "TOPK", 10)
     # mutation children per generation (DetNAS 20, SPOS 25)
-    _declare(s, "NUM_MUTATION", 20)
+    declare(s, "NUM_MUTATION", 20)
     # crossover children per generation (DetNAS 20, SPOS 25); the rest of POPULATION is random fill
-    _declare(s, "NUM_CROSSOVER", 20)
+    declare(s, "NUM_CROSSOVER", 20)
     # probability that mutation redraws each gene uniformly
-    _declare(s, "MUTATION_PROB", 0.1)
+    declare(s, "MUTATION_PROB", 0.1)
     # seed of the strategy's random.Random; the whole search is deterministic given it
-    _declare(s, "SEED", 0)
+    declare(s, "SEED", 0)
     # upper FLOPs limit (multiply-adds, spec 1.6) for a legal candidate; 0 = no limit
-    _declare(s, "FLOPS_LIMIT", 300e6)
+    declare(s, "FLOPS_LIMIT", 300e6)
     # what FLOPS_LIMIT counts: "backbone" (detection backbone at 224x224) or "detector" (at DETECTOR_INPUT_SIZE)
-    _declare(s, "FLOPS_MODE", "backbone")
+    declare(s, "FLOPS_MODE", "backbone")
     # (height, width) of the input used to count FLOPs when FLOPS_MODE == "detector"
-    _declare(s, "DETECTOR_INPUT_SIZE", (800, 1333))
+    declare(s, "DETECTOR_INPUT_SIZE", (800, 1333))
     # upper parameter-count limit for a legal candidate; 0 = no limit
-    _declare(s, "PARAMS_LIMIT", 0)
+    declare(s, "PARAMS_LIMIT", 0)
     # key of the evaluator's metrics dict used as fitness (higher is better)
-    _declare(s, "METRIC", "bbox/AP")
+    declare(s, "METRIC", "bbox/AP")
     # each of mutation and crossover gets at most MAX_TRIES_FACTOR x its quota of tries (every try counts)
-    _declare(s, "MAX_TRIES_FACTOR", 10)
+    declare(s, "MAX_TRIES_FACTOR", 10)
     # random draws allowed to find ONE legal random candidate before the search stops as infeasible
-    _declare(s, "MAX_RANDOM_TRIES", 10000)
+    declare(s, "MAX_RANDOM_TRIES", 10000)
     # candidates handed to the evaluator per call (a distributed evaluator shards them); state saved after each call
-    _declare(s, "EVAL_BATCH_SIZE", 1)
+    declare(s, "EVAL_BATCH_SIZE", 1)
     # search space being searched: "backbone" (DetNAS), "neck" (NAS-FPN) or "autoaug" (AutoAugment policy)
-    _declare(s, "SPACE", "backbone")
+    declare(s, "SPACE", "backbone")
     # held-out dataset the fitness is measured on; "" = cfg.DATASETS.TEST[0]
-    _declare(s, "DATASET", "")
+    declare(s, "DATASET", "")
     # fitness: "one_shot" (supernet paths, BN recalibrated) or "proxy" (train a fresh detector per candidate)
-    _declare(s, "EVALUATOR", "one_shot")
+    declare(s, "EVALUATOR", "one_shot")
     if "PROXY" not in s:
         s.PROXY = CN()
     p = s.PROXY
     # training iterations of every proxy detector (replaces SOLVER.MAX_ITER)
-    _declare(p, "MAX_ITER", 1000)
+    declare(p, "MAX_ITER", 1000)
     # base learning rate of the proxy training; 0 = keep SOLVER.BASE_LR
-    _declare(p, "BASE_LR", 0.0)
+    declare(p, "BASE_LR", 0.0)
     # iterations where the proxy learning rate decays by SOLVER.GAMMA (replaces SOLVER.STEPS); () = no decay
-    _declare(p, "STEPS", ())
+    declare(p, "STEPS", ())
     # training images of the proxy (a subset of DATASETS.TRAIN fixed by SEARCH.SEED); 0 = all
-    _declare(p, "TRAIN_SUBSET", 0)
+    declare(p, "TRAIN_SUBSET", 0)
     # seed of every proxy training (weight init, data order, augmentation draws): the same for all candidates
-    _declare(p, "SEED", 0)
+    declare(p, "SEED", 0)
     if "AUTOAUG" not in s:
         s.AUTOAUG = CN()
     # sub-policies per searched AutoAugment policy (paper K = 5)
-    _declare(s.AUTOAUG, "NUM_SUB_POLICIES", 5)
+    declare(s.AUTOAUG, "NUM_SUB_POLICIES", 5)
     # ops per sub-policy, applied in order (paper N = 2)
-    _declare(s.AUTOAUG, "OPS_PER_SUB_POLICY", 2)
+    declare(s.AUTOAUG, "OPS_PER_SUB_POLICY", 2)
     if "NECK" not in s:
         s.NECK = CN()
     # merging cells per searched NAS-FPN block (paper 7; the last 5 are the P3-P7 output cells)
-    _declare(s.NECK, "NUM_CELLS", 7)
+    declare(s.NECK, "NUM_CELLS", 7)
     if "BN_RECALIB" not in s:
         s.BN_RECALIB = CN()
     b = s.BN_RECALIB
     # train-mode forward passes used to re-estimate BN statistics per candidate (DetNAS 500); 0 = no recalibration
-    _declare(b, "NUM_BATCHES", 500)
+    declare(b, "NUM_BATCHES", 500)
     # images per recalibration iteration over all GPUs (DetNAS 8)
-    _declare(b, "BATCH_SIZE", 8)
+    declare(b, "BATCH_SIZE", 8)
     # "cumulative" (exact average of batch statistics, recommended by spec 4.3) or "ema" (DetNAS)
-    _declare(b, "MODE", "cumulative")
+    declare(b, "MODE", "cumulative")
     # BN momentum used when MODE == "ema" (PyTorch convention, DetNAS 0.1)
-    _declare(b, "MOMENTUM", 0.1)
+    declare(b, "MOMENTUM", 0.1)
 
 
 def _is_int(value) -> bool:
