@@ -5,7 +5,7 @@ neck (``MODEL.NECK.NAME``) into one detectron2 ``Backbone`` with outputs p3..p7 
 between NAS-FPN and FPN, or between ResNet and the DetNAS supernet, by name.
 """
 import functools
-from typing import Any, Dict
+from typing import Dict
 
 from torch import nn
 
