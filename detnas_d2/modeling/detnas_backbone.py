@@ -54,6 +54,13 @@ def add_detnas_backbone_config(cfg: CfgNode) -> CfgNode:
         "NORM_AFFINE": True,
         # BN momentum (PyTorch convention): DetNAS used 0.1 for the supernet, 0.01 for fixed archs
         "BN_MOMENTUM": 0.1,
+        # supernet only: "none" = independent candidates (DetNAS/SPOS reference); "kernel" = k3/k5/k7 share one
+        # k7 block (centre crops) and the Xception-like block shares its 1x1s and projection (detnas_d2.nn.sharing);
+        # same architectures and checkpoint keys, but paths learn at small budgets
+        "WEIGHT_SHARING": "none",
+        # True = every candidate's last main-branch norm starts at gamma 0 (blocks start as pass-through plus
+        # zeros, like zero-init residuals); only affects training from scratch, not loaded weights
+        "ZERO_INIT_LAST_NORM": False,
         # "detnas" (biased stem conv) or "spos" (bias-free stem conv); must match the weights
         "STYLE": "detnas",
         # outputs of build_detnas_backbone (the FPN builders use MODEL.FPN.IN_FEATURES instead)
@@ -114,6 +121,8 @@ def _build_bottom_up(cfg: CfgNode, input_shape: ShapeSpec, out_features: Optiona
         norm_affine=node.NORM_AFFINE,
         bn_momentum=node.BN_MOMENTUM,
         style=node.STYLE,
+        weight_sharing=node.WEIGHT_SHARING,
+        zero_init_last_norm=node.ZERO_INIT_LAST_NORM,
         in_channels=input_shape.channels,
         out_features=list(out_features),
     )

@@ -28,6 +28,7 @@ from ..space.backbone import (
 )
 from .blocks import CandidateBlock, NormFactory, build_stem
 from .norm import norm_factory
+from .sharing import WEIGHT_SHARING_MODES, share_kernels
 
 STYLES = ("detnas", "spos")
 #: output name of the classification head's logits
@@ -104,6 +105,7 @@ class _ShuffleNetV2(nn.Module):
         in_channels: int,
         num_classes: Optional[int],
         out_features: Optional[Sequence[str]],
+        zero_init_last_norm: bool,
     ):
         super().__init__()
         if style not in STYLES:
@@ -131,6 +133,8 @@ class _ShuffleNetV2(nn.Module):
         self.out_features = tuple(out_features)
         self._stage_ends = layout.stage_end_blocks()
         self._init_weights()
+        if zero_init_last_norm:
+            self._zero_init_last_norms()
 
     @property
     def feature_channels(self) -> Dict[str, int]:
@@ -155,6 +159,15 @@ class _ShuffleNetV2(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
+    def _zero_init_last_norms(self) -> None:
+        """Start every candidate's main branch at zero output (gamma 0 in its last norm), as ResNets zero their
+        last BN: each block starts as pass-through plus zeros, which keeps deep (super)networks trainable."""
+        for position in self.blocks:
+            for block in position.choices.values():
+                norm = block.branch_main[-2]
+                if getattr(norm, "weight", None) is not None:
+                    nn.init.zeros_(norm.weight)
+
     def _forward_path(self, x: torch.Tensor, encoding: Sequence[int]) -> Dict[str, torch.Tensor]:
         """Run stem and the blocks of ``encoding``; collect the requested outputs."""
         outputs = {}
@@ -174,6 +187,8 @@ class ShuffleNetV2Supernet(_ShuffleNetV2):
 
     Set the path with :meth:`set_arch` (e.g. once per iteration by a training hook) or pass
     ``arch`` to :meth:`forward`. ``layout`` overrides the space's widths (same depths required).
+    ``weight_sharing`` "none" keeps the four candidates independent (DetNAS/SPOS reference); "kernel" ties
+    them as :mod:`detnas_d2.nn.sharing` describes, which lets small-budget supernets learn.
     """
 
     def __init__(
@@ -188,7 +203,11 @@ class ShuffleNetV2Supernet(_ShuffleNetV2):
         in_channels: int = 3,
         num_classes: Optional[int] = None,
         out_features: Optional[Sequence[str]] = None,
+        zero_init_last_norm: bool = False,
+        weight_sharing: str = "none",
     ):
+        if weight_sharing not in WEIGHT_SHARING_MODES:
+            raise ValueError(f"weight_sharing must be one of {WEIGHT_SHARING_MODES}, got {weight_sharing!r}")
         base = space_layout(space)
         layout = _checked_layout(base if layout is None else layout, base, space)
         super().__init__(
@@ -199,8 +218,13 @@ class ShuffleNetV2Supernet(_ShuffleNetV2):
             in_channels,
             num_classes,
             out_features,
+            zero_init_last_norm,
         )
         self.space = space
+        self.weight_sharing = weight_sharing
+        if weight_sharing == "kernel":
+            for position in self.blocks:
+                share_kernels(position.choices)
         self._arch: Optional[Tuple[int, ...]] = None
 
     @property
@@ -243,6 +267,7 @@ class ShuffleNetV2Fixed(_ShuffleNetV2):
         in_channels: int = 3,
         num_classes: Optional[int] = None,
         out_features: Optional[Sequence[str]] = None,
+        zero_init_last_norm: bool = False,
     ):
         resolved = parse_architecture(arch, space=space)
         base = resolved.layout
@@ -255,6 +280,7 @@ class ShuffleNetV2Fixed(_ShuffleNetV2):
             in_channels,
             num_classes,
             out_features,
+            zero_init_last_norm,
         )
         self.space = resolved.space
         self.resolved_arch: ResolvedArchitecture = resolved
@@ -293,12 +319,13 @@ def _checked_layout(layout: BackboneLayout, base: BackboneLayout, space: str) ->
     return layout
 
 
-def build_shufflenet(arch: Any = None, space: str = "small", **kwargs) -> _ShuffleNetV2:
+def build_shufflenet(arch: Any = None, space: str = "small", weight_sharing: str = "none", **kwargs) -> _ShuffleNetV2:
     """A supernet of ``space`` if ``arch`` is None or empty, else the fixed network of ``arch``.
 
     For a fixed network ``space`` only applies to list/string encodings: a registered name brings
-    its own space and widths. Other keyword arguments go to the network constructor.
+    its own space and widths. ``weight_sharing`` applies to supernets only (a fixed network holds one
+    candidate per position). Other keyword arguments go to the network constructor.
     """
     if arch is None or (isinstance(arch, (str, list, tuple)) and len(arch) == 0):
-        return ShuffleNetV2Supernet(space=space, **kwargs)
+        return ShuffleNetV2Supernet(space=space, weight_sharing=weight_sharing, **kwargs)
     return ShuffleNetV2Fixed(arch, space=None if is_registered_architecture(arch) else space, **kwargs)
