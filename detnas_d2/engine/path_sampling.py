@@ -45,6 +45,14 @@ def add_supernet_config(cfg) -> None:
     cfg.SUPERNET.EVAL.RECALIBRATE_FIXED = False
 
 
+def check_supernet_eval_config(cfg) -> None:
+    """``SUPERNET.EVAL.NUM_PATHS`` must be a whole number >= 1."""
+    num_paths = cfg.SUPERNET.EVAL.NUM_PATHS
+    if isinstance(num_paths, bool) or not isinstance(num_paths, int) or num_paths < 1:
+        raise ValueError(f"SUPERNET.EVAL.NUM_PATHS = {num_paths!r}: a supernet is evaluated on that many random "
+                         "paths; it must be an integer >= 1")
+
+
 def truncate_path_log(path: str, start_iter: int) -> None:
     """Keep the entries of ``path`` for iterations before ``start_iter`` (a resumed run logs the rest again);
     a line torn by a kill is dropped."""

@@ -13,11 +13,11 @@ from collections import OrderedDict
 
 import numpy as np
 
-from detectron2.data import build_detection_test_loader, get_detection_dataset_dicts
+from detectron2.data import MetadataCatalog, build_detection_test_loader, get_detection_dataset_dicts
 from detectron2.data.build import _train_loader_from_config
 from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
-from detectron2.evaluation import COCOEvaluator, print_csv_format
+from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -30,7 +30,7 @@ from ..evaluation import ClassificationEvaluator
 from ..modeling.checkpoint import DetNASCheckpointer
 from ..modeling.searchable import model_search_space, searchable_parts
 from .lr_scheduler import build_lr_scheduler
-from .path_sampling import PathSamplingHook
+from .path_sampling import PathSamplingHook, check_supernet_eval_config
 from .resume import RNGStateHook
 from .supernet_eval import ArchitectureEvaluator, preserved_training_state
 
@@ -43,6 +43,7 @@ class Trainer(DefaultTrainer):
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         register_from_config(cfg)
+        check_supernet_eval_config(cfg)
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
@@ -135,11 +136,20 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        """The evaluator of the dataset's ``evaluator_type``, as detectron2's tools/train_net.py picks it:
+        "coco" -> COCOEvaluator, "pascal_voc" -> PascalVOCDetectionEvaluator (the 2007 11-point metric for
+        VOC2007), classification datasets -> ClassificationEvaluator."""
         if is_classification_dataset(dataset_name):
             return ClassificationEvaluator(dataset_name)
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, output_dir=output_folder)
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "coco")
+        if evaluator_type == "pascal_voc":
+            return PascalVOCDetectionEvaluator(dataset_name)
+        if evaluator_type == "coco":
+            return COCOEvaluator(dataset_name, output_dir=output_folder)
+        raise NotImplementedError(f"dataset '{dataset_name}' has evaluator_type {evaluator_type!r}; detnas_d2 "
+                                  "evaluates 'coco', 'pascal_voc' and classification datasets")
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
@@ -147,6 +157,7 @@ class Trainer(DefaultTrainer):
         (BN recalibrated per path as ``SEARCH.BN_RECALIB`` says), reporting each path and their mean. A fixed
         model is recalibrated the same way first when ``SUPERNET.EVAL.RECALIBRATE_FIXED``."""
         register_from_config(cfg)
+        check_supernet_eval_config(cfg)
         if evaluators is not None:
             return super().test(cfg, model, evaluators)
         if searchable_parts(model):
