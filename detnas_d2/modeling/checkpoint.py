@@ -173,7 +173,7 @@ class DetNASCheckpointer(DetectionCheckpointer):
     def resume_candidates(self) -> List[str]:
         """The checkpoint named by ``last_checkpoint``, then the folder's periodic checkpoints, newest first."""
         last = self.get_checkpoint_file()
-        numbered = [(int(m.group(1)), name) for name in os.listdir(self.save_dir)
+        numbered = [(int(m.group(1)), name) for name in os.listdir(self.save_dir or ".")
                     for m in [_PERIODIC_CHECKPOINT.match(name)] if m]
         older = [os.path.join(self.save_dir, name) for _, name in sorted(numbered, reverse=True)]
         return [last] + [path for path in older if path != last]
