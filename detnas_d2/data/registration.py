@@ -15,7 +15,8 @@ from typing import Dict, List, Sequence, Set, Tuple
 
 from detectron2.config import CfgNode as CN
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import register_coco_instances, register_pascal_voc
+from detectron2.data.datasets import load_coco_json, register_pascal_voc
+from detectron2.structures import BoxMode
 
 from .shapes import default_data_root
 
@@ -34,6 +35,8 @@ VOC_DEFAULT_YEAR = 2012
 
 # name -> definition of every dataset this module registered in this process (for idempotent re-registration)
 _definitions: Dict[str, Tuple] = {}
+# datasets already warned about boxes outside their images (once per dataset and process)
+_warned_outside: Set[str] = set()
 
 
 def add_registration_config(cfg: CN) -> CN:
@@ -97,7 +100,8 @@ def coco_categories(json_file: str) -> List[Dict]:
 
 
 def register_coco(name: str, json_file: str, image_dir: str) -> None:
-    """Register a COCO-format dataset (as detectron2's ``register_coco_instances``) with its classes known upfront."""
+    """Register a COCO-format dataset (as detectron2's ``register_coco_instances``) with its classes known upfront;
+    its boxes are clipped to their images (see :func:`clip_boxes_to_images`)."""
     json_file, image_dir = os.path.abspath(json_file), os.path.abspath(image_dir)
     entry = f"dataset '{name}' (coco)"
     _require(json_file, "annotation file", entry, is_dir=False)
@@ -105,11 +109,46 @@ def register_coco(name: str, json_file: str, image_dir: str) -> None:
     if not _claim(name, ("coco", json_file, image_dir)):
         return
     categories = coco_categories(json_file)
-    register_coco_instances(name, {}, json_file, image_dir)
+    DatasetCatalog.register(name, lambda: clip_boxes_to_images(load_coco_json(json_file, image_dir, name), name,
+                                                               json_file))
     MetadataCatalog.get(name).set(
+        json_file=json_file, image_root=image_dir, evaluator_type="coco",
         thing_classes=[c["name"] for c in categories],
         thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(categories)})
     _definitions[name] = ("coco", json_file, image_dir)
+
+
+def _clip_annotation(annotation: Dict, width: float, height: float) -> str:
+    """Clip the annotation's box to the image in place: "inside", "clipped", or "outside" (no overlap)."""
+    box = BoxMode.convert(list(annotation["bbox"]), annotation["bbox_mode"], BoxMode.XYXY_ABS)
+    x0, y0, x1, y1 = box
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        return "outside"
+    clipped = [min(max(x0, 0), width), min(max(y0, 0), height), min(max(x1, 0), width), min(max(y1, 0), height)]
+    if clipped == list(box):
+        return "inside"
+    annotation["bbox"] = BoxMode.convert(clipped, BoxMode.XYXY_ABS, annotation["bbox_mode"])
+    return "clipped"
+
+
+def clip_boxes_to_images(dicts: List[Dict], name: str, json_file: str) -> List[Dict]:
+    """Clip boxes partly outside their image to it and drop those entirely outside; warn once per dataset."""
+    counts = {"inside": 0, "clipped": 0, "outside": 0}
+    for record in dicts:
+        if "width" not in record or "height" not in record:
+            continue
+        kept = []
+        for annotation in record.get("annotations", []):
+            status = _clip_annotation(annotation, record["width"], record["height"])
+            counts[status] += 1
+            if status != "outside":
+                kept.append(annotation)
+        record["annotations"] = kept
+    if (counts["clipped"] or counts["outside"]) and name not in _warned_outside:
+        _warned_outside.add(name)
+        logger.warning(f"dataset '{name}' ({json_file}): {counts['clipped']} boxes extend past their image and were "
+                       f"clipped to it; {counts['outside']} boxes lie entirely outside their image and were dropped")
+    return dicts
 
 
 def voc_year(dirname: str) -> int:

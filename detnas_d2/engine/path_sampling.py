@@ -17,6 +17,7 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 
 from ..modeling.searchable import backbone_arch, backbone_cost_model, model_search_space, searchable_parts, set_model_arch
+from ..search.state import atomic_write
 from ..space.base import SearchSpace
 
 SAMPLERS = ("uniform", "flops_binned")
@@ -34,13 +35,39 @@ def add_supernet_config(cfg) -> None:
     cfg.SUPERNET.FLOPS_BINS.NUM_BINS = 7  # number of equal-width bins over RANGE
     cfg.SUPERNET.FLOPS_BINS.MAX_TRIES = 500  # uniform draws per step to hit the chosen bin, then give up
     cfg.SUPERNET.FLOPS_BINS.INCLUDE_CLASSIFIER = True  # count the full classifier (spec 1.6) or backbone only
-    cfg.SUPERNET.LOG_PATHS = False  # append every step's path to OUTPUT_DIR/paths_rank<r>.jsonl
+    # append every step's path to OUTPUT_DIR/paths_rank<r>.jsonl (a resumed run drops the entries it repeats)
+    cfg.SUPERNET.LOG_PATHS = False
     cfg.SUPERNET.EVAL = CN()
     cfg.SUPERNET.EVAL.NUM_PATHS = 5  # random paths scored when a supernet is evaluated (mean AP is reported)
     cfg.SUPERNET.EVAL.SEED = 1  # seed of those paths (the same paths at every evaluation)
     # evaluating a fixed MODEL.DETNAS.ARCH with supernet weights (--eval-only): recalibrate BN first, with the
     # SEARCH.BN_RECALIB settings, so the AP equals what the search reported for that architecture
     cfg.SUPERNET.EVAL.RECALIBRATE_FIXED = False
+
+
+def check_supernet_eval_config(cfg) -> None:
+    """``SUPERNET.EVAL.NUM_PATHS`` must be a whole number >= 1."""
+    num_paths = cfg.SUPERNET.EVAL.NUM_PATHS
+    if isinstance(num_paths, bool) or not isinstance(num_paths, int) or num_paths < 1:
+        raise ValueError(f"SUPERNET.EVAL.NUM_PATHS = {num_paths!r}: a supernet is evaluated on that many random "
+                         "paths; it must be an integer >= 1")
+
+
+def truncate_path_log(path: str, start_iter: int) -> None:
+    """Keep the entries of ``path`` for iterations before ``start_iter`` (a resumed run logs the rest again);
+    a line torn by a kill is dropped."""
+    if not os.path.isfile(path):
+        return
+    kept = []
+    with open(path) as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("iter"), int) and entry["iter"] < start_iter:
+                kept.append(json.dumps(entry) + "\n")
+    atomic_write(path, "".join(kept))
 
 
 class FlopsBinnedSampler:
@@ -106,6 +133,10 @@ class PathSamplingHook(HookBase):
         if comm.get_world_size() > 1:
             dist.broadcast_object_list(arch, src=0)
         return arch[0]
+
+    def before_train(self):
+        if self.log_file:
+            truncate_path_log(self.log_file, self.trainer.start_iter)
 
     def before_step(self):
         self.current = self.next_path()

@@ -1,37 +1,16 @@
-"""Exact resumption: a training sampler that continues where it stopped, and RNG states in checkpoints.
+"""Exact resumption: RNG states in checkpoints.
 
 detectron2's ``--resume`` restores weights, optimizer, scheduler and iteration, but restarts the data stream
 and leaves global random states as seeded at start-up, so a resumed run sees other images and other random
-draws than an uninterrupted one. These two pieces close that gap.
+draws than an uninterrupted one. :class:`RNGStateHook` restores the global states; the data stream (images
+and their augmentation) continues through ``detnas_d2.data.resumable_loader``, whose state the trainer saves.
 """
 import random
 
 import numpy as np
 import torch
-from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import HookBase
 from detectron2.utils import comm
-
-
-class ResumableTrainingSampler(TrainingSampler):
-    """detectron2's ``TrainingSampler`` (same index stream for the same seed) that can skip ahead.
-
-    ``skip(n)`` drops the first ``n`` indices of this rank's stream; call it before the loader's first
-    iteration (the trainer does so after loading a checkpoint).
-    """
-
-    def __init__(self, size: int, shuffle: bool = True, seed: int = None):
-        super().__init__(size, shuffle=shuffle, seed=seed)
-        self._skip = 0
-
-    def skip(self, num_indices: int) -> None:
-        self._skip = int(num_indices)
-
-    def __iter__(self):
-        stream = super().__iter__()
-        for _ in range(self._skip):
-            next(stream)
-        yield from stream
 
 
 class RNGStateHook(HookBase):

@@ -13,9 +13,11 @@ from collections import OrderedDict
 
 import numpy as np
 
-from detectron2.data import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data import MetadataCatalog, build_detection_test_loader, get_detection_dataset_dicts
+from detectron2.data.build import _train_loader_from_config
+from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
-from detectron2.evaluation import COCOEvaluator, print_csv_format
+from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -23,12 +25,13 @@ from ..data.datasets import register_from_config
 from ..data.classification import build_test_loader_for, is_classification_dataset
 from ..data.mappers import build_test_mapper, build_train_mapper
 from ..data.registration import guard_bad_images
+from ..data.resumable_loader import PositionChunks, ResumableTrainLoader, SeededSampleMapper
 from ..evaluation import ClassificationEvaluator
 from ..modeling.checkpoint import DetNASCheckpointer
 from ..modeling.searchable import model_search_space, searchable_parts
 from .lr_scheduler import build_lr_scheduler
-from .path_sampling import PathSamplingHook
-from .resume import ResumableTrainingSampler, RNGStateHook
+from .path_sampling import PathSamplingHook, check_supernet_eval_config
+from .resume import RNGStateHook
 from .supernet_eval import ArchitectureEvaluator, preserved_training_state
 
 
@@ -40,10 +43,11 @@ class Trainer(DefaultTrainer):
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         register_from_config(cfg)
+        check_supernet_eval_config(cfg)
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
-        data_loader, self.train_sampler = self.build_resumable_train_loader(cfg)
+        data_loader = self.train_loader = self.build_train_loader(cfg)
         model = self.wrap_model(cfg, model)
         trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self._trainer = trainer_cls(model, data_loader, optimizer)
@@ -60,11 +64,20 @@ class Trainer(DefaultTrainer):
             hooks.append(PathSamplingHook(self.cfg, self.model))
         return hooks + super().build_hooks()
 
-    def resume_or_load(self, resume=True):
-        super().resume_or_load(resume=resume)
-        if self.start_iter and self.train_sampler is not None:
-            per_rank_batch = self.cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
-            self.train_sampler.skip(self.start_iter * per_rank_batch)
+    def state_dict(self):
+        """detectron2's trainer state plus the training loader's stream position (rank 0's)."""
+        state = super().state_dict()
+        state["data_loader"] = self.train_loader.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict):
+        """Restore the trainer; the loader continues where the checkpoint's left off (other ranks, and
+        checkpoints without a loader state, skip the batches of the iterations done)."""
+        super().load_state_dict(state_dict)
+        if "data_loader" in state_dict and comm.get_rank() == 0:
+            self.train_loader.load_state_dict(state_dict["data_loader"])
+        else:
+            self.train_loader.skip_batches(self.iter + 1)
 
     @classmethod
     def build_train_mapper(cls, cfg):
@@ -89,21 +102,26 @@ class Trainer(DefaultTrainer):
         return build_lr_scheduler(cfg, optimizer)
 
     @classmethod
-    def build_resumable_train_loader(cls, cfg):
-        """The training loader and its sampler (``None`` where the config asks for another sampler kind)."""
-        dataset = get_detection_dataset_dicts(
-            cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
-        sampler = None
+    def build_train_sampler(cls, cfg, dataset):
+        """``DATALOADER.SAMPLER_TRAIN`` for ``dataset``; the default ``TrainingSampler`` is seeded with ``SEED``."""
         if cfg.DATALOADER.SAMPLER_TRAIN == "TrainingSampler":
-            sampler = ResumableTrainingSampler(len(dataset), seed=cfg.SEED if cfg.SEED >= 0 else None)
-        seed = cfg.SEED if cfg.SEED >= 0 else None  # worker seeds from a private generator, not global RNG
-        loader = build_detection_train_loader(
-            cfg, mapper=cls.build_train_mapper(cfg), dataset=dataset if sampler else None, sampler=sampler, seed=seed)
-        return loader, sampler
+            return TrainingSampler(len(dataset), seed=cfg.SEED if cfg.SEED >= 0 else None)
+        unused_mapper = lambda record: record  # noqa: E731  (detectron2 would build a DatasetMapper otherwise)
+        return _train_loader_from_config(cfg, mapper=unused_mapper, dataset=dataset)["sampler"]
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return cls.build_resumable_train_loader(cfg)[0]
+        """A :class:`ResumableTrainLoader`: each sample's augmentation is seeded from ``SEED`` and its stream
+        position, so a resumed run sees the same batches as an uninterrupted one for any ``NUM_WORKERS``."""
+        dataset = get_detection_dataset_dicts(
+            cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+        sampler = cls.build_train_sampler(cfg, dataset)
+        seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+        batch_size = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+        map_sample = SeededSampleMapper(dataset, cls.build_train_mapper(cfg), seed, comm.get_rank())
+        return ResumableTrainLoader(
+            PositionChunks(sampler, map_sample, batch_size), batch_size, num_workers=cfg.DATALOADER.NUM_WORKERS,
+            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING, loader_seed=seed)
 
     @classmethod
     def wrap_model(cls, cfg, model):
@@ -118,11 +136,20 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        """The evaluator of the dataset's ``evaluator_type``, as detectron2's tools/train_net.py picks it:
+        "coco" -> COCOEvaluator, "pascal_voc" -> PascalVOCDetectionEvaluator (the 2007 11-point metric for
+        VOC2007), classification datasets -> ClassificationEvaluator."""
         if is_classification_dataset(dataset_name):
             return ClassificationEvaluator(dataset_name)
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, output_dir=output_folder)
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "coco")
+        if evaluator_type == "pascal_voc":
+            return PascalVOCDetectionEvaluator(dataset_name)
+        if evaluator_type == "coco":
+            return COCOEvaluator(dataset_name, output_dir=output_folder)
+        raise NotImplementedError(f"dataset '{dataset_name}' has evaluator_type {evaluator_type!r}; detnas_d2 "
+                                  "evaluates 'coco', 'pascal_voc' and classification datasets")
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
@@ -130,6 +157,7 @@ class Trainer(DefaultTrainer):
         (BN recalibrated per path as ``SEARCH.BN_RECALIB`` says), reporting each path and their mean. A fixed
         model is recalibrated the same way first when ``SUPERNET.EVAL.RECALIBRATE_FIXED``."""
         register_from_config(cfg)
+        check_supernet_eval_config(cfg)
         if evaluators is not None:
             return super().test(cfg, model, evaluators)
         if searchable_parts(model):

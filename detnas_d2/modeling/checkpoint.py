@@ -8,23 +8,45 @@ exactly one ``DetNASBackbone`` elsewhere, the body keys are moved to the model's
 architecture are reduced to that architecture's path (:func:`extract_subnet_state_dict`). Everything else,
 including resuming a model's own checkpoints and detectron2 / Caffe2 model-zoo files, loads exactly as with
 ``DetectionCheckpointer``.
+
+Failures are explicit: an unreadable file (truncated, or not a checkpoint) raises :class:`CheckpointFileError`
+naming it, except that ``--resume`` falls back to the previous readable checkpoint of the folder with a
+warning; backbone tensors whose shapes do not fit the model raise :class:`CheckpointShapeError` instead of
+being skipped (fvcore's behaviour), so a model never silently trains from scratch.
 """
+import os
 import re
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 
+import numpy as np
+import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from fvcore.common.checkpoint import _strip_prefix_if_present
 from torch import nn
 
 from .classifier import CLASSIFIER_HEAD_PREFIX
 from .detnas_backbone import DetNASBackbone
 from .weight_inheritance import extract_subnet_state_dict
 
-__all__ = ["DetNASCheckpointer", "DetNASWeightMapping", "map_detnas_weights"]
+__all__ = ["CheckpointFileError", "CheckpointShapeError", "DetNASCheckpointer", "DetNASWeightMapping",
+           "map_detnas_weights"]
 
 _BODY_KEY = re.compile(r"^(?P<prefix>(?:.*?\.)?body\.)(?:stem|blocks)\.")
 #: buffer that fixed networks record their encoding in (absent from supernet state dicts)
 _ARCH_RECORD = "architecture"
+#: state-dict prefix of every model's backbone; its tensors must fit the model exactly
+BACKBONE_PREFIX = "backbone."
+#: periodic checkpoints written by detectron2's PeriodicCheckpointer
+_PERIODIC_CHECKPOINT = re.compile(r"^model_(\d+)\.pth$")
+
+
+class CheckpointFileError(ValueError):
+    """A checkpoint file that cannot be read (truncated, or not a checkpoint)."""
+
+
+class CheckpointShapeError(ValueError):
+    """Backbone tensors of a checkpoint whose shapes differ from the model's."""
 
 
 class DetNASWeightMapping(NamedTuple):
@@ -80,11 +102,61 @@ def map_detnas_weights(state_dict: Mapping[str, Any], model: nn.Module) -> DetNA
     return DetNASWeightMapping(mapped, source, prefix, dropped_head, dropped_candidates)
 
 
+def _unreadable(path: str, reason: str) -> CheckpointFileError:
+    return CheckpointFileError(
+        f"cannot read checkpoint {path}: {reason}. The file is truncated (an interrupted download, copy or save) "
+        "or is not a PyTorch (.pth) / detectron2 (.pkl) checkpoint; copy or download it again, or point "
+        "MODEL.WEIGHTS at another file")
+
+
+def _check_checkpoint_content(path: str, loaded: Any) -> None:
+    """A loaded checkpoint must be a dict whose "model" maps names to tensors or arrays."""
+    model = loaded.get("model") if isinstance(loaded, dict) else None
+    if not isinstance(model, Mapping):
+        raise _unreadable(path, f"it holds a {type(loaded).__name__}, not a dict of weights")
+    for key, value in model.items():
+        if not isinstance(value, (torch.Tensor, np.ndarray)):
+            raise _unreadable(path, f"entry '{key}' of its weights is a {type(value).__name__}, not a tensor")
+
+
+def backbone_shape_mismatches(state_dict: Mapping[str, Any], model: nn.Module) -> List[tuple]:
+    """``(key, checkpoint shape, model shape)`` of the backbone tensors whose shapes differ."""
+    model_state = model.state_dict()
+    return [(key, tuple(value.shape), tuple(model_state[key].shape)) for key, value in state_dict.items()
+            if key.startswith(BACKBONE_PREFIX) and key in model_state
+            and tuple(value.shape) != tuple(model_state[key].shape)]
+
+
+def _shape_error(path: str, mismatches: List[tuple]) -> CheckpointShapeError:
+    shown = "; ".join(f"'{key}' is {ckpt} in the checkpoint but {model} in the model"
+                      for key, ckpt, model in mismatches[:3])
+    more = f" (and {len(mismatches) - 3} more)" if len(mismatches) > 3 else ""
+    return CheckpointShapeError(
+        f"checkpoint {path}: {len(mismatches)} backbone tensors do not fit this model: {shown}{more}. It was saved "
+        "from a backbone of other widths (e.g. MODEL.DETNAS.WIDTH_MULT) or another architecture; build the "
+        "model as the checkpoint's was built, or use weights saved from this model")
+
+
 class DetNASCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer that maps DetNAS body weights to this model (classifier -> detector, supernet -> fixed).
 
     Checkpoints loaded through detectron2's name-matching heuristics (model-zoo .pkl files) are left to it.
     """
+
+    def load(self, path, *args, **kwargs):
+        self._loading = path
+        try:
+            return super().load(path, *args, **kwargs)
+        finally:
+            self._parsed_url_during_load = None  # detectron2 leaves it set when loading fails
+
+    def _load_file(self, filename):
+        try:
+            loaded = super()._load_file(filename)
+        except Exception as err:  # torch.load / pickle raise many types on damaged or foreign files
+            raise _unreadable(filename, f"{type(err).__name__}: {err}") from err
+        _check_checkpoint_content(filename, loaded)
+        return loaded
 
     def _load_model(self, checkpoint: Dict[str, Any]):
         if not checkpoint.get("matching_heuristics", False):
@@ -92,7 +164,37 @@ class DetNASCheckpointer(DetectionCheckpointer):
             if mapping.changed:
                 self._log_mapping(mapping)
             checkpoint["model"] = mapping.state_dict
+            _strip_prefix_if_present(checkpoint["model"], "module.")
+            mismatches = backbone_shape_mismatches(checkpoint["model"], self.model)
+            if mismatches:
+                raise _shape_error(getattr(self, "_loading", "?"), mismatches)
         return super()._load_model(checkpoint)
+
+    def resume_candidates(self) -> List[str]:
+        """The checkpoint named by ``last_checkpoint``, then the folder's periodic checkpoints, newest first."""
+        last = self.get_checkpoint_file()
+        numbered = [(int(m.group(1)), name) for name in os.listdir(self.save_dir or ".")
+                    for m in [_PERIODIC_CHECKPOINT.match(name)] if m]
+        older = [os.path.join(self.save_dir, name) for _, name in sorted(numbered, reverse=True)]
+        return [last] + [path for path in older if path != last]
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        """detectron2's resume_or_load; an unreadable last checkpoint falls back to the previous readable one."""
+        if not (resume and self.has_checkpoint()):
+            return self.load(path, checkpointables=[])
+        candidates = self.resume_candidates()
+        for i, candidate in enumerate(candidates):
+            try:
+                if not os.path.isfile(candidate):
+                    raise _unreadable(candidate, "the file does not exist")
+                return self.load(candidate)
+            except CheckpointFileError as err:
+                fallback = candidates[i + 1] if i + 1 < len(candidates) else None
+                if fallback is None:
+                    raise CheckpointFileError(f"no readable checkpoint to resume from in {self.save_dir} (tried "
+                                              f"{', '.join(candidates)}); last error: {err}") from err
+                self.logger.warning(f"[DetNASCheckpointer] {err}\nResuming from the previous checkpoint {fallback} "
+                                    "instead")
 
     def _log_mapping(self, mapping: DetNASWeightMapping) -> None:
         if mapping.source_prefix != mapping.target_prefix:

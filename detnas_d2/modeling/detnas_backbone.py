@@ -13,7 +13,8 @@ expect raw BGR 0-255 input (spec 1.4): such configs should also set MODEL.PIXEL_
 MODEL.PIXEL_STD [1, 1, 1] (not forced here). The DetNAS recipe additionally uses
 MODEL.FPN.NORM "SyncBN" and a 4conv1fc box head with SyncBN (spec 1.5).
 """
-from typing import Any, Dict, Optional, Sequence
+import math
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import CfgNode
@@ -22,6 +23,8 @@ from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 
 from ..nn.shufflenet import FEATURE_STRIDES, ShuffleNetV2Supernet, build_shufflenet
+from ..space.backbone import (BackboneLayout, is_registered_architecture, parse_architecture, smallest_width_mult,
+                              space_layout)
 
 __all__ = [
     "DetNASBackbone",
@@ -110,9 +113,38 @@ class DetNASBackbone(Backbone):
         return self.body(x)
 
 
+def _base_layout(node: CfgNode) -> Tuple[BackboneLayout, str]:
+    """The full-width layout MODEL.DETNAS describes, and a name for it in messages."""
+    arch = node.ARCH
+    if arch is None or (isinstance(arch, (str, list, tuple)) and len(arch) == 0):
+        return space_layout(node.SPACE), f"the {node.SPACE} supernet"
+    resolved = parse_architecture(arch, space=None if is_registered_architecture(arch) else node.SPACE)
+    return resolved.layout, f"architecture {arch!r} ({resolved.space} space)"
+
+
+def check_width_mult(node: CfgNode) -> None:
+    """MODEL.DETNAS.WIDTH_MULT must be a positive number whose rounded channel widths form valid blocks."""
+    width_mult = node.WIDTH_MULT
+    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or not width_mult > 0 \
+            or not math.isfinite(width_mult):
+        raise ValueError(f"MODEL.DETNAS.WIDTH_MULT = {width_mult!r}: the width multiplier must be a positive "
+                         "number (1.0 = published widths)")
+    layout, what = _base_layout(node)
+    scaled = layout.scaled(width_mult)
+    try:
+        scaled.check()
+    except ValueError:
+        widths = f"stem {scaled.stem_channels}, stages {'/'.join(map(str, scaled.stage_channels))}"
+        raise ValueError(
+            f"MODEL.DETNAS.WIDTH_MULT = {width_mult}: the width multiplier gives channel widths ({widths}) that "
+            f"cannot form {what}: each stage must be wider than its input. The smallest width multiplier allowed "
+            f"is {smallest_width_mult(layout)}") from None
+
+
 def _build_bottom_up(cfg: CfgNode, input_shape: ShapeSpec, out_features: Optional[Sequence[str]]) -> DetNASBackbone:
     """The DetNAS Backbone described by MODEL.DETNAS with the given outputs."""
     node = cfg.MODEL.DETNAS
+    check_width_mult(node)
     body = build_shufflenet(
         node.ARCH,
         space=node.SPACE,

@@ -101,6 +101,33 @@ class BackboneLayout:
                 )
 
 
+def _is_valid(layout: BackboneLayout) -> bool:
+    try:
+        layout.check()
+    except ValueError:
+        return False
+    return True
+
+
+def smallest_width_mult(layout: BackboneLayout) -> float:
+    """The smallest width multiplier whose rounded widths still form valid blocks of ``layout``."""
+    widths = (layout.stem_channels, layout.head_channels) + tuple(layout.stage_channels)
+    # a rounded width changes only where width * w / CHANNEL_DIVISOR crosses k + 0.5
+    steps = sorted({CHANNEL_DIVISOR * (k + 0.5) / c for c in widths for k in range(1, c // CHANNEL_DIVISOR + 1)})
+    for step, next_step in zip(steps, steps[1:] + [math.inf]):
+        for candidate in (step, math.nextafter(step, math.inf)):  # the rounding at a tie may fall either way
+            if _is_valid(layout.scaled(candidate)):
+                return _shortest_decimal(candidate, next_step)
+    return 1.0
+
+
+def _shortest_decimal(low: float, high: float) -> float:
+    """``low`` rounded up to 6 significant digits, if that stays below ``high`` (same widths), else ``low``."""
+    scale = 10 ** (5 - math.floor(math.log10(low)))
+    value = math.ceil(round(low * scale, 6)) / scale
+    return value if value < high else low
+
+
 def _round_channels(value: float) -> int:
     """Round a channel width to the nearest multiple of CHANNEL_DIVISOR (ties up, at least one multiple)."""
     return max(CHANNEL_DIVISOR, int(math.floor(value / CHANNEL_DIVISOR + 0.5)) * CHANNEL_DIVISOR)

@@ -12,6 +12,10 @@ Box handling of the geometric ops (``box_mode``):
   ``filter_empty_instances`` (or :func:`nonempty_boxes`) removes it with its class and other fields.
 * ``"reference"``: the TF reference's integer-pixel box math, including its 5 % edge slivers that keep
   boxes pushed out of the image alive.
+
+Bad boxes reaching the box-aware ops (BBox_Cutout, ``*_Only_BBoxes``): an inverted box (x1 < x0 or y1 < y0)
+covers no pixel and is skipped, as detectron2 drops empty boxes; a NaN or infinite coordinate is corrupt data
+and raises a ValueError naming the op and the box.
 """
 
 import inspect
@@ -145,10 +149,17 @@ def _as_boxes(boxes: Optional[np.ndarray]) -> np.ndarray:
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
-def _policy_boxes(boxes: Optional[np.ndarray], box_mode: str) -> np.ndarray:
-    """Boxes that box-aware ops may pick: all of them in reference mode, the non-empty ones in drop mode."""
+def _policy_boxes(boxes: Optional[np.ndarray], box_mode: str, op_name: str) -> np.ndarray:
+    """Boxes that box-aware ops may pick: the non-empty ones in drop mode; in reference mode also zero-extent
+    ones (TF slivers), never inverted ones (they cover no pixel). A NaN or infinite coordinate is an error."""
     boxes = _as_boxes(boxes)
-    return boxes if box_mode == "reference" else boxes[nonempty_boxes(boxes)]
+    finite = np.isfinite(boxes).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"AutoAugment op {op_name}: box {boxes[~finite][0].tolist()} has a NaN or infinite "
+                         "coordinate; fix or drop that annotation (boxes are XYXY_ABS pixels)")
+    if box_mode != "reference":
+        return boxes[nonempty_boxes(boxes)]
+    return boxes[(boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])]
 
 
 def _box_pixels(box: np.ndarray, height: int, width: int) -> Tuple[int, int, int, int]:
@@ -699,7 +710,7 @@ class BBoxCutout(AutoAugmentOp):
         self.box_mode = check_box_mode(box_mode)
 
     def sample_transform(self, image, boxes):
-        boxes = _policy_boxes(boxes, self.box_mode)
+        boxes = _policy_boxes(boxes, self.box_mode, self.name)
         if len(boxes) == 0:
             return NoOpTransform()
         height, width = image.shape[:2]
@@ -805,7 +816,7 @@ class BBoxOnlyOp(AutoAugmentOp):
 
     def get_transform(self, image: np.ndarray, boxes: Optional[np.ndarray]) -> Transform:
         _check_image(image)
-        boxes = _policy_boxes(boxes, self.box_mode)
+        boxes = _policy_boxes(boxes, self.box_mode, self.name)
         if len(boxes) == 0:
             return NoOpTransform()
         crop_op = self.crop_op()

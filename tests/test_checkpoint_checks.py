@@ -1,0 +1,109 @@
+"""Checkpoints that cannot serve: unreadable files are named, ``--resume`` falls back past a truncated last
+checkpoint, and backbone tensors of another width are an error on every load path, never silently skipped."""
+import logging
+import os
+import re
+
+import pytest
+import torch
+from detectron2.config import get_cfg
+
+import detnas_d2  # noqa: F401
+from detnas_d2.config import add_detnas_config
+from detnas_d2.engine import Trainer
+from detnas_d2.modeling.checkpoint import DetNASCheckpointer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL_HEADS = ["MODEL.DETNAS.NORM", "BN", "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16",
+               "MODEL.ROI_BOX_HEAD.FC_DIM", "32"]
+
+
+def _model(config, width, *opts):
+    cfg = add_detnas_config(get_cfg())
+    cfg.merge_from_file(os.path.join(REPO, "configs", "shapes", config))
+    cfg.merge_from_list(["MODEL.DETNAS.WIDTH_MULT", str(width), *opts])
+    return Trainer.build_model(cfg)
+
+
+def _save(model, folder, name, **extra):
+    DetNASCheckpointer(model, save_dir=str(folder)).save(name, **extra)
+    return os.path.join(str(folder), f"{name}.pth")
+
+
+def _truncate(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+
+
+# ------------------------------------------------------------------------------------ unreadable files
+def _plain(value):
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    torch.nn.init.constant_(model[0].weight, value)
+    return model
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text", "empty"])
+def test_unreadable_weights_name_the_file_and_what_to_do(tmp_path, damage):
+    path = _save(_plain(1.0), tmp_path, "weights")
+    if damage == "truncated":
+        _truncate(path)
+    else:
+        with open(path, "w") as f:
+            f.write("12 not a checkpoint\n" if damage == "text" else "")
+    with pytest.raises(ValueError, match=rf"cannot read checkpoint {re.escape(path)}: .* truncated .* MODEL\.WEIGHTS"):
+        DetNASCheckpointer(_plain(0.0)).resume_or_load(path, resume=False)
+
+
+def test_a_checkpoint_without_weights_is_named(tmp_path):
+    path = str(tmp_path / "list.pth")
+    torch.save([1, 2, 3], path)
+    with pytest.raises(ValueError, match=rf"cannot read checkpoint {re.escape(path)}: .*not a dict of weights"):
+        DetNASCheckpointer(_plain(0.0)).resume_or_load(path, resume=False)
+
+
+def test_resume_falls_back_past_a_truncated_last_checkpoint(tmp_path, caplog):
+    _save(_plain(2.0), tmp_path, "model_0000002", iteration=2)
+    last = _save(_plain(5.0), tmp_path, "model_0000005", iteration=5)
+    _truncate(last)
+    model = _plain(0.0)
+    with caplog.at_level(logging.WARNING):
+        extra = DetNASCheckpointer(model, save_dir=str(tmp_path)).resume_or_load("", resume=True)
+    assert extra["iteration"] == 2 and torch.all(model[0].weight == 2.0)
+    assert any(last in r.getMessage() and "model_0000002.pth" in r.getMessage() for r in caplog.records)
+
+    _truncate(os.path.join(tmp_path, "model_0000002.pth"))
+    with pytest.raises(ValueError, match="no readable checkpoint to resume from"):
+        DetNASCheckpointer(_plain(0.0), save_dir=str(tmp_path)).resume_or_load("", resume=True)
+
+
+# ------------------------------------------------------------------------------ backbone of another width
+@pytest.fixture(scope="module")
+def quarter_width(tmp_path_factory):
+    """Checkpoints of a quarter-width supernet classifier and supernet detector."""
+    folder = tmp_path_factory.mktemp("quarter")
+    return {"classifier": _save(_model("supernet_cls.yaml", 0.25), folder, "classifier"),
+            "detector": _save(_model("supernet_fpn.yaml", 0.25, *SMALL_HEADS), folder, "detector")}
+
+
+SHAPE_ERROR = (r"checkpoint .*{name}\.pth: \d+ backbone tensors do not fit this model: "
+               r"'backbone\.[\w.]+' is \(\d+(, \d+)*\) in the checkpoint but \(\d+(, \d+)*\) in the "
+               r"model.*MODEL\.DETNAS\.WIDTH_MULT")
+
+
+@pytest.mark.parametrize("source, arch", [
+    ("detector", ""),  # training MODEL.WEIGHTS (a supernet detector)
+    ("classifier", ""),  # the classifier -> detector mapping
+    ("detector", "COCO-FPN-300M"),  # retraining a fixed network from a supernet checkpoint
+])
+def test_backbone_of_another_width_fails_naming_key_and_both_shapes(quarter_width, source, arch):
+    half = _model("supernet_fpn.yaml", 0.5, "MODEL.DETNAS.ARCH", arch, *SMALL_HEADS)
+    with pytest.raises(ValueError, match=SHAPE_ERROR.format(name=source)):
+        DetNASCheckpointer(half).resume_or_load(quarter_width[source], resume=False)
+
+
+def test_same_width_loads_and_intentional_drops_stay_allowed(quarter_width):
+    detector = _model("supernet_fpn.yaml", 0.25, "MODEL.ROI_HEADS.NUM_CLASSES", "3", *SMALL_HEADS)
+    DetNASCheckpointer(detector).resume_or_load(quarter_width["classifier"], resume=False)  # head dropped
+    DetNASCheckpointer(detector).resume_or_load(quarter_width["detector"], resume=False)  # other class count
