@@ -27,6 +27,7 @@ def add_detnas_config(cfg):
     """Declare all detnas_d2 config keys on a detectron2 ``CfgNode`` (idempotent)."""
     from .data.mappers import add_autoaugment_config
     from .data.registration import add_registration_config
+    from .engine.learning_alarm import add_train_alarm_config
     from .engine.path_sampling import add_supernet_config
     from .modeling import add_classifier_config, add_detnas_backbone_config, add_nasfpn_config
     from .search import add_search_config
@@ -39,4 +40,5 @@ def add_detnas_config(cfg):
     add_search_config(cfg)
     add_autoaugment_config(cfg)
     add_supernet_config(cfg)
+    add_train_alarm_config(cfg)
     return cfg

@@ -29,6 +29,7 @@ from ..data.resumable_loader import PositionChunks, ResumableTrainLoader, Seeded
 from ..evaluation import ClassificationEvaluator
 from ..modeling.checkpoint import DetNASCheckpointer
 from ..modeling.searchable import model_search_space, searchable_parts
+from .learning_alarm import LearningAlarmHook
 from .lr_scheduler import build_lr_scheduler
 from .path_sampling import PathSamplingHook, check_supernet_eval_config
 from .resume import RNGStateHook
@@ -62,6 +63,8 @@ class Trainer(DefaultTrainer):
         hooks = [RNGStateHook()]
         if searchable_parts(self.model):
             hooks.append(PathSamplingHook(self.cfg, self.model))
+        if self.cfg.TRAIN_ALARM.ENABLED:
+            hooks.append(LearningAlarmHook(self.cfg))
         return hooks + super().build_hooks()
 
     def state_dict(self):

@@ -1,0 +1,102 @@
+"""A "not learning" alarm: warn loudly when the training loss does not fall after warm-up.
+
+A one-shot supernet whose paths do not agree trains at the chance loss for thousands of steps while everything
+else looks normal (the loss is finite, the LR schedule runs, checkpoints are written). This hook compares the
+median training loss of the last ``TRAIN_ALARM.WINDOW`` iterations, once past ``TRAIN_ALARM.START_ITER``, with
+
+- the chance loss ln(K) of a K-class classifier (``loss_cls`` of the SupernetClassifier), and
+- for any model, the median loss of the first window: a loss still at or above ``TRAIN_ALARM.MIN_DROP`` times
+  its starting value has not learned.
+
+The first time either holds it logs a warning and writes ``OUTPUT_DIR/not_learning.json`` (the pipeline's
+report flags the stage); a run that recovers gets ``"recovered": true`` in that file at the end.
+"""
+import json
+import logging
+import math
+import os
+from statistics import median
+from typing import List, Optional
+
+from detectron2.config import CfgNode as CN
+from detectron2.engine import HookBase
+from detectron2.utils import comm
+
+from ..utils.io import atomic_write_text
+
+ALARM_FILE = "not_learning.json"
+
+
+def add_train_alarm_config(cfg) -> None:
+    """Declare the TRAIN_ALARM.* keys (idempotent)."""
+    if "TRAIN_ALARM" in cfg:
+        return
+    cfg.TRAIN_ALARM = CN()
+    cfg.TRAIN_ALARM.ENABLED = True  # check the training loss after warm-up (warn, never stop the run)
+    cfg.TRAIN_ALARM.START_ITER = -1  # first iteration checked; -1 = 2 x SOLVER.WARMUP_ITERS (at least WINDOW)
+    cfg.TRAIN_ALARM.WINDOW = 20  # iterations whose median loss is compared
+    cfg.TRAIN_ALARM.MIN_DROP = 0.95  # alarm while median loss >= MIN_DROP x the first window's median loss
+
+
+def chance_loss(cfg) -> Optional[float]:
+    """ln(K) for a K-class SupernetClassifier (the loss of a uniform prediction, with or without label smoothing)."""
+    if cfg.MODEL.META_ARCHITECTURE == "SupernetClassifier":
+        return math.log(cfg.MODEL.CLASSIFIER.NUM_CLASSES)
+    return None
+
+
+class LearningAlarmHook(HookBase):
+    """Watch ``total_loss`` (and ``loss_cls`` against chance for classifiers); alarm once, as the module says."""
+
+    def __init__(self, cfg):
+        node = cfg.TRAIN_ALARM
+        self.window = int(node.WINDOW)
+        if self.window < 1:
+            raise ValueError(f"TRAIN_ALARM.WINDOW must be >= 1, got {node.WINDOW}")
+        start = node.START_ITER if node.START_ITER >= 0 else 2 * cfg.SOLVER.WARMUP_ITERS
+        self.start_iter = max(int(start), self.window)
+        self.min_drop = float(node.MIN_DROP)
+        self.chance = chance_loss(cfg)
+        self.path = os.path.join(cfg.OUTPUT_DIR, ALARM_FILE)
+        self.first: List[float] = []
+        self.recent: List[float] = []
+        self.raised: Optional[dict] = None
+
+    def after_step(self):
+        losses = self.trainer.storage.latest()
+        if "total_loss" not in losses:
+            return
+        loss = float(losses["total_loss"][0])
+        if len(self.first) < self.window:
+            self.first.append(loss)
+        self.recent = (self.recent + [loss])[-self.window:]
+        if self.trainer.iter + 1 < self.start_iter or self.raised is not None:
+            return
+        reason = self._reason(median(self.recent))
+        if reason:
+            self._raise(reason)
+
+    def _reason(self, current: float) -> Optional[str]:
+        if self.chance is not None and current >= self.chance:
+            return f"median training loss {current:.3f} is at or above the chance loss ln(K) = {self.chance:.3f}"
+        start = median(self.first)
+        if current >= self.min_drop * start:
+            return (f"median training loss {current:.3f} has not fallen below {self.min_drop} x its starting value "
+                    f"{start:.3f}")
+        return None
+
+    def _raise(self, reason: str) -> None:
+        self.raised = {"iter": self.trainer.iter, "reason": reason, "recovered": False}
+        logging.getLogger(__name__).warning(
+            f"NOT LEARNING at iteration {self.trainer.iter}: {reason}. Check the learning rate, the data and, for a "
+            "supernet, MODEL.DETNAS.WEIGHT_SHARING / ZERO_INIT_LAST_NORM (README: 'Why the supernet learns')")
+        self._write()
+
+    def after_train(self):
+        if self.raised is not None and self.recent and self._reason(median(self.recent)) is None:
+            self.raised["recovered"] = True
+            self._write()
+
+    def _write(self) -> None:
+        if comm.is_main_process():
+            atomic_write_text(self.path, json.dumps(self.raised, indent=1))
