@@ -147,7 +147,7 @@ def register_entries(entries: Sequence, key: str = "DATASETS.REGISTER") -> None:
 def add_registration_arguments(parser) -> None:
     """``--register-coco NAME JSON IMAGE_DIR`` and ``--register-voc NAME DIR SPLIT``, both repeatable."""
     parser.add_argument("--register-coco", nargs=3, action="append", default=[], metavar=("NAME", "JSON", "IMAGE_DIR"),
-                        help="register a COCO-format dataset (repeatable; before the KEY VALUE overrides)")
+                        help="register a COCO-format dataset (repeatable)")
     parser.add_argument("--register-voc", nargs=3, action="append", default=[], metavar=("NAME", "DIR", "SPLIT"),
                         help="register a Pascal VOC folder, e.g. VOC2007 trainval (repeatable)")
 
