@@ -95,7 +95,7 @@ def test_refused_runs_leave_a_search_folder_untouched(supernet, finished, tmp_pa
     with pytest.raises(InfeasibleConstraintError, match="cannot be met"):
         search_net.cli(_argv(weights, out, "SEARCH.FLOPS_LIMIT", "1e6"))
     with pytest.raises(ValueError, match="configuration differs .*SEARCH.SEED: state has 0, current run has 1"):
-        search_net.cli(_argv(weights, out, "SEARCH.SEED", "1", "--resume"))
+        search_net.cli(["--resume", *_argv(weights, out, "SEARCH.SEED", "1")])
     assert folder_bytes(out) == before  # config.yaml and the lock file included
 
 
@@ -103,7 +103,7 @@ def test_overwrite_moves_the_old_search_aside(supernet, finished, tmp_path):
     data, weights = supernet
     out = _copy(finished, tmp_path)
     before = folder_bytes(out)
-    command, options = _search_process(data, _argv(weights, out, "--overwrite"))
+    command, options = _search_process(data, ["--overwrite", *_argv(weights, out)])
     done = subprocess.run(command, capture_output=True, timeout=600, **options)
     assert done.returncode == 0, done.stderr[-3000:]
     (aside,) = glob.glob(f"{out}.old-*")
@@ -124,7 +124,7 @@ def test_a_second_search_into_a_running_search_folder_fails_naming_the_holder(su
         deadline = time.time() + 300
         while not (os.path.isfile(log) and os.path.getsize(log)) and time.time() < deadline:
             time.sleep(0.2)
-        command, options = _search_process(data, _argv(weights, out, "SEARCH.GENERATIONS", "200", "--resume"))
+        command, options = _search_process(data, ["--resume", *_argv(weights, out, "SEARCH.GENERATIONS", "200")])
         second = subprocess.run(command, capture_output=True, timeout=600, **options)
         assert second.returncode != 0
         assert f"OUTPUT_DIR {out} is in use by another run: pid {first.pid} on host" in second.stderr
