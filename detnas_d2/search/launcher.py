@@ -40,7 +40,7 @@ def build_cost_fns(cfg, model):
     """
     from ..cost import detector_flops
 
-    parts = searchable_parts(model)  # resolved once: walking the model per call made each cost cost milliseconds
+    parts = searchable_parts(model)  # once: walking the model in every cost call took milliseconds per candidate
     cost_fns, cost_range = {}, None
     if "backbone" in parts:
         table = backbone_cost_model(model)
