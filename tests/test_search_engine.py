@@ -2,9 +2,11 @@
 the distributed seam and config wiring. No model involved: toy space and toy fitness."""
 
 import json
+import logging
 import os
 import queue
 import re
+import shutil
 import threading
 
 import numpy as np
@@ -13,9 +15,19 @@ from detectron2.config import get_cfg
 from matplotlib.image import imread
 
 import detnas_d2.search.engine as engine_module
+import detnas_d2.search.strategies as strategies_module
 from detnas_d2.search.config import add_search_config
 from detnas_d2.search.constraints import CostConstraints, InfeasibleConstraintError, format_cost
-from detnas_d2.search.engine import LOG_FILE, PLOT_FILE, STATE_FILE, BEST_FILE, SearchEngine
+from detnas_d2.search.engine import (
+    BEST_FILE,
+    LOG_FILE,
+    PLOT_FILE,
+    STATE_FILE,
+    NoFiniteFitnessError,
+    SearchEngine,
+    SearchExistsError,
+)
+from detnas_d2.search.state import CorruptStateError
 from detnas_d2.search.strategies import EvolutionStrategy
 from tests.test_search_strategies import (
     CountingEvaluator,
@@ -405,3 +417,83 @@ def test_engine_from_config(tmp_path):
     cfg.SEARCH.TOPK = 0
     with pytest.raises(ValueError, match=re.escape("cfg.SEARCH.TOPK = 0 is invalid")):
         SearchEngine(cfg, ToySpace(), evaluator, cost_fns={"flops": toy_flops})
+
+
+def folder_bytes(folder):
+    """Every file of ``folder`` (relative path -> bytes), to show that a refused run changed nothing."""
+    return {os.path.relpath(os.path.join(root, name), folder): read_bytes(os.path.join(root, name))
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def test_new_search_where_a_search_is_is_refused_before_writing(tmp_path, reference_run):
+    ref_dir, ref_result, _ = reference_run
+    out = str(tmp_path / "out")
+    shutil.copytree(ref_dir, out)
+    before = folder_bytes(out)
+    evaluator = CountingEvaluator(ToySpace())
+    with pytest.raises(SearchExistsError, match=rf"{re.escape(out)} already holds a search .*--resume.*--overwrite"):
+        make_engine(out, evaluator).run()
+    with pytest.raises(SearchExistsError):
+        make_engine(out, evaluator).check_start(resume=False)
+    assert folder_bytes(out) == before and not evaluator.batches
+    make_engine(out, evaluator).check_start(resume=True)  # the search itself can be resumed
+
+
+def _kill_and_break_state(folder, damage, kill_after=23):
+    """A search killed after ``kill_after`` evaluations whose state file is then damaged."""
+    with pytest.raises(SimulatedKill):
+        make_engine(folder, CountingEvaluator(ToySpace(), kill_after=kill_after)).run()
+    state = os.path.join(folder, STATE_FILE)
+    text = read_bytes(state)
+    if damage == "missing":
+        os.remove(state)
+    else:
+        with open(state, "wb") as f:
+            f.write(b"" if damage == "empty" else text[: len(text) // 2])
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "missing"])
+def test_unreadable_state_is_rebuilt_exactly_from_the_log(tmp_path, reference_run, damage):
+    ref_dir, ref_result, ref_evaluator = reference_run
+    _kill_and_break_state(str(tmp_path), damage)
+    with open(tmp_path / LOG_FILE, "a") as f:
+        f.write('{"key": "torn')  # a line cut by the kill
+    make_engine(str(tmp_path), CountingEvaluator(ToySpace())).check_start(resume=True)
+    second = CountingEvaluator(ToySpace())
+    assert make_engine(str(tmp_path), second).run(resume=True) == ref_result
+    assert sum(second.counts.values()) == ref_result.n_evaluated - 23  # the logged candidates are not evaluated
+    assert read_bytes(tmp_path / STATE_FILE) == read_bytes(os.path.join(ref_dir, STATE_FILE))
+    assert without_timing(log_entries(str(tmp_path))) == without_timing(log_entries(ref_dir))
+
+
+def test_unreadable_state_without_a_log_names_the_file(tmp_path):
+    _kill_and_break_state(str(tmp_path), "truncated", kill_after=5)
+    os.remove(tmp_path / LOG_FILE)
+    message = rf"{re.escape(str(tmp_path / STATE_FILE))} is not valid JSON .*cannot be rebuilt because .*{LOG_FILE}"
+    with pytest.raises(CorruptStateError, match=message):
+        make_engine(str(tmp_path), CountingEvaluator(ToySpace())).run(resume=True)
+
+
+def test_log_of_other_settings_does_not_rebuild_the_state_and_nothing_is_written(tmp_path):
+    _kill_and_break_state(str(tmp_path), "empty", kill_after=5)
+    before = folder_bytes(str(tmp_path))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / LOG_FILE))} does not match this search"):
+        make_engine(str(tmp_path), CountingEvaluator(ToySpace()), seed=1).check_start(resume=True)
+    assert folder_bytes(str(tmp_path)) == before
+
+
+def test_search_without_a_finite_fitness_ends_with_an_error_and_no_winner(tmp_path):
+    def nan_evaluator(archs):
+        return [{"bbox": {"AP": float("nan")}} for _ in archs]
+
+    with pytest.raises(NoFiniteFitnessError, match=r"no candidate has a finite bbox/AP .*all 40 evaluated"):
+        make_engine(str(tmp_path), nan_evaluator).run()
+    assert not os.path.exists(tmp_path / BEST_FILE)
+    assert len(log_entries(str(tmp_path))) == 40
+
+
+def test_slow_random_sampling_logs_its_progress(monkeypatch, caplog):
+    monkeypatch.setattr(strategies_module, "PROGRESS_PERIOD_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="detnas_d2.search"):
+        make_engine(None, CountingEvaluator(ToySpace()), generations=1).run()
+    assert "Seeking random legal candidates: 0 of 10 found in 1 draws" in caplog.text

@@ -102,7 +102,8 @@ def main():
 
     mark = time.time()
     search_dir = os.path.join(args.output_dir, "search")
-    result = search_net.cli(["--config-file", SEARCH_CONFIG, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", search_dir])
+    result = search_net.cli(["--config-file", SEARCH_CONFIG, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", search_dir,
+                             "--overwrite"])  # a rerun searches the new supernet; the old search moves aside
     stage_times["neck search"] = time.time() - mark
 
     print("\n=== NAS-FPN neck search demo (shapes, CPU) ===")

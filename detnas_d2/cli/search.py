@@ -4,23 +4,54 @@ For every candidate of a one-shot search: set its path, recalibrate BN statistic
 bbox AP on the held-out search split with detectron2's COCOEvaluator. Candidates are spread over all processes.
 
     python search_net.py --config-file configs/search_fpn.yaml --num-gpus 8 MODEL.WEIGHTS output/supernet_fpn/model_final.pth
-    python search_net.py --config-file ... --resume      # continue an interrupted search
+    python search_net.py --config-file ... --resume      # continue an interrupted search (options may go anywhere)
+    python search_net.py --config-file ... --overwrite   # start again: the old search moves to OUTPUT_DIR.old-<time>
 
 Writes search_log.jsonl, search_state.json, best_arch.json, search_progress.png, best_config.yaml (and
-best_weights.pth for one-shot searches) into OUTPUT_DIR.
+best_weights.pth for one-shot searches) into OUTPUT_DIR. Before any file is written, the launching process checks
+the config, datasets, supernet weights, cost limits and the folder: a new search never starts where a search is,
+and a resume must match it. It then holds the lock of OUTPUT_DIR for the whole run.
 """
 
-from ..engine.defaults import argument_parser, launch_main, setup_cfg
+from ..engine.defaults import argument_parser, launch_main, load_cfg, output_lock, parse_command_line, setup_cfg
 from ..search.launcher import run_search
+from ..search.preflight import check_output_dir, move_search_aside, preflight_search
 
 
 def main(args):
     return run_search(setup_cfg(args), resume=args.resume)
 
 
+def build_parser():
+    parser = argument_parser()
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new search where one exists: its files first move to the sibling folder "
+                             "OUTPUT_DIR.old-<date>-<time> (nothing is deleted)")
+    return parser
+
+
+def check_folder(make_engine, cfg, args) -> None:
+    """The first machine's checks of OUTPUT_DIR (a search there, a resume matching it); writes nothing."""
+    if args.machine_rank == 0:
+        check_output_dir(make_engine, cfg.OUTPUT_DIR, args.resume, args.overwrite)
+
+
 def cli(argv=None):
-    args = argument_parser().parse_args(argv)
-    return launch_main(main, args)
+    parser = build_parser()
+    args = parse_command_line(parser, argv)
+    if args.resume and args.overwrite:
+        parser.error("--resume continues the search in OUTPUT_DIR and --overwrite moves it aside: pass one of them")
+    cfg = load_cfg(args)
+    make_engine = preflight_search(cfg)
+    check_folder(make_engine, cfg, args)  # a refused run stops here, before the lock file is written
+    with output_lock(args, cfg.OUTPUT_DIR):
+        check_folder(make_engine, cfg, args)  # again under the lock: another run may have finished meanwhile
+        make_engine = None  # frees the checked model before the run builds its own
+        if args.overwrite and args.machine_rank == 0:
+            aside = move_search_aside(cfg.OUTPUT_DIR)
+            if aside:
+                print(f"Moved the previous search of {cfg.OUTPUT_DIR} to {aside}")
+        return launch_main(main, args)
 
 
 if __name__ == "__main__":

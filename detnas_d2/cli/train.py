@@ -4,6 +4,9 @@ AutoAugment). Same command line as detectron2's tools/train_net.py, plus ``--reg
 
     python train_net.py --config-file configs/shapes/supernet_fpn.yaml --num-gpus 2
     python train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
+    python train_net.py --config-file ... MODEL.WEIGHTS w.pth --resume   # options may follow the overrides
+
+The launching process holds the lock of OUTPUT_DIR for the whole run: a second run into the same folder fails.
 """
 import json
 
@@ -11,7 +14,7 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from ..engine import Trainer
-from ..engine.defaults import argument_parser, launch_main, setup_cfg
+from ..engine.defaults import argument_parser, launch_main, load_cfg, parse_command_line, setup_cfg
 from ..modeling.checkpoint import DetNASCheckpointer
 from ..search.state import atomic_write
 
@@ -40,8 +43,8 @@ def build_parser():
 
 
 def cli(argv=None):
-    args = build_parser().parse_args(argv)
-    return launch_main(main, args)
+    args = parse_command_line(build_parser(), argv)
+    return launch_main(main, args, load_cfg(args).OUTPUT_DIR)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def add_registration_config(cfg: CN) -> CN:
         cfg.DATASETS.SEARCH_HOLDOUT = CN()
     holdout = cfg.DATASETS.SEARCH_HOLDOUT
     defaults = {
-        "SIZE": 0,  # images held out of SOURCE as the search (fitness) split; 0 = off
+        "SIZE": 0,  # images held out of SOURCE as the search (fitness) split, then SEARCH.DATASET; 0 = off
         "SEED": 0,  # seed of the draw over sorted image ids; the same seed and SIZE give the same split
         "SOURCE": "",  # dataset to split; "" = DATASETS.TRAIN[0]. DATASETS.TRAIN then trains on TRAIN_NAME
         "TRAIN_NAME": "",  # the rest of SOURCE; "" = "<SOURCE>_minus_search"
@@ -186,7 +186,7 @@ def register_entries(entries: Sequence, key: str = "DATASETS.REGISTER") -> None:
 def add_registration_arguments(parser) -> None:
     """``--register-coco NAME JSON IMAGE_DIR`` and ``--register-voc NAME DIR SPLIT``, both repeatable."""
     parser.add_argument("--register-coco", nargs=3, action="append", default=[], metavar=("NAME", "JSON", "IMAGE_DIR"),
-                        help="register a COCO-format dataset (repeatable; before the KEY VALUE overrides)")
+                        help="register a COCO-format dataset (repeatable)")
     parser.add_argument("--register-voc", nargs=3, action="append", default=[], metavar=("NAME", "DIR", "SPLIT"),
                         help="register a Pascal VOC folder, e.g. VOC2007 trainval (repeatable)")
 
@@ -293,15 +293,20 @@ def held_out_names(cfg: CN) -> Tuple[str, str, str]:
 
 def resolve_search_holdout(cfg: CN) -> None:
     """Make a ``DATASETS.SEARCH_HOLDOUT`` explicit in an unfrozen config, as DetNAS used COCO: the source's
-    place in ``DATASETS.TRAIN`` goes to its rest (search images never train the supernet), and an empty
-    ``SEARCH.DATASET`` becomes the held-out split. Applying it twice changes nothing."""
+    place in ``DATASETS.TRAIN`` goes to its rest (search images never train the supernet), and ``SEARCH.DATASET``
+    becomes the held-out split: the split asked for wins over a dataset the config names there (with a warning).
+    Applying it twice changes nothing."""
     holdout = cfg.DATASETS.SEARCH_HOLDOUT
     if holdout.SIZE <= 0:
         return
     source, train_name, search_name = held_out_names(cfg)
     holdout.SOURCE, holdout.TRAIN_NAME, holdout.SEARCH_NAME = source, train_name, search_name
     cfg.DATASETS.TRAIN = tuple(train_name if name == source else name for name in cfg.DATASETS.TRAIN)
-    if "SEARCH" in cfg and not cfg.SEARCH.DATASET:
+    if "SEARCH" in cfg and cfg.SEARCH.DATASET not in ("", search_name):
+        logger.warning(f"DATASETS.SEARCH_HOLDOUT.SIZE = {holdout.SIZE} wins over SEARCH.DATASET = "
+                       f"'{cfg.SEARCH.DATASET}': the search scores on the held-out split '{search_name}' (set "
+                       f"DATASETS.SEARCH_HOLDOUT.SIZE 0 to score on '{cfg.SEARCH.DATASET}')")
+    if "SEARCH" in cfg:
         cfg.SEARCH.DATASET = search_name
     logger.info(f"held out {holdout.SIZE} images of '{source}' (seed {holdout.SEED}) as '{search_name}'; "
                 f"DATASETS.TRAIN = {cfg.DATASETS.TRAIN}")

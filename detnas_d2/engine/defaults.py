@@ -1,5 +1,7 @@
 """Command-line setup shared by train_net.py, search_net.py and the pipeline: arguments, config, logging, seeds,
-datasets."""
+datasets, and the lock on OUTPUT_DIR."""
+import contextlib
+
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
@@ -8,18 +10,65 @@ from detectron2.utils.logger import setup_logger
 from ..config import add_detnas_config
 from ..data.datasets import register_from_config
 from ..data.registration import add_command_line_datasets, add_registration_arguments, resolve_search_holdout
+from .output_lock import OutputDirLock
+
+#: how the trailing overrides and the options may be mixed (shown by ``-h``)
+USAGE_NOTE = ("Options (--resume, --num-gpus N, --register-coco ...) may stand before, between or after the "
+              "KEY VALUE overrides, in KEY positions.")
 
 
 def argument_parser(epilog=None):
     """detectron2's ``default_argument_parser`` plus ``--register-coco`` / ``--register-voc`` (your own data)."""
     parser = default_argument_parser(epilog)
+    parser.description = USAGE_NOTE
     add_registration_arguments(parser)
     return parser
 
 
-def setup_cfg(args):
-    """detectron2's ``default_setup`` on a config with every detnas_d2 key, merged from file, overrides and the
-    ``--register-*`` datasets; then registers the config's datasets (this runs in every launched process)."""
+def _num_values(parser, token: str) -> int:
+    """How many values follow the option ``token`` (``--opt=value`` carries its own)."""
+    action = parser._option_string_actions.get(token.split("=", 1)[0])
+    if action is None:
+        parser.error(f"unknown option {token} among the KEY VALUE overrides; options: "
+                     f"{', '.join(sorted(parser._option_string_actions))}")
+    if "=" in token:
+        return 0
+    if action.nargs is None:
+        return 1
+    if isinstance(action.nargs, int):
+        return action.nargs
+    parser.error(f"option {token} takes a variable number of values: put it before the KEY VALUE overrides")
+
+
+def split_overrides(parser, opts):
+    """``(options, overrides)``: the options standing in KEY positions of ``opts`` and the KEY VALUE pairs."""
+    options, overrides, i = [], [], 0
+    while i < len(opts):
+        if opts[i].startswith("-"):
+            n = 1 + _num_values(parser, opts[i])
+            options += opts[i:i + n]
+        else:
+            n = 2
+            overrides += opts[i:i + n]
+        i += n
+    if len(overrides) % 2:
+        parser.error(f"the override {overrides[-1]!r} has no value: overrides are KEY VALUE pairs")
+    return options, overrides
+
+
+def parse_command_line(parser, argv=None):
+    """``parser.parse_args(argv)``, also accepting options after or between the trailing KEY VALUE overrides."""
+    args = parser.parse_args(argv)
+    options, overrides = split_overrides(parser, args.opts or [])
+    if options:
+        args = parser.parse_args(options, namespace=args)
+    args.opts = overrides
+    return args
+
+
+def load_cfg(args):
+    """The frozen config of ``args`` (file, overrides, ``--register-*`` datasets) with its datasets registered and
+    checked; writes nothing, so a run can validate everything before touching OUTPUT_DIR."""
     cfg = get_cfg()
     add_detnas_config(cfg)
     cfg.merge_from_file(args.config_file)
@@ -27,17 +76,31 @@ def setup_cfg(args):
     add_command_line_datasets(cfg, args)
     resolve_search_holdout(cfg)
     cfg.freeze()
-    default_setup(cfg, args)
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="detnas_d2")  # search progress, ETA
     register_from_config(cfg)
     return cfg
 
 
-def launch_main(main, args):
+def setup_cfg(args):
+    """:func:`load_cfg`, then detectron2's ``default_setup`` (logging, seeds, ``OUTPUT_DIR/config.yaml``); runs in
+    every launched process."""
+    cfg = load_cfg(args)
+    default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="detnas_d2")  # search progress, ETA
+    return cfg
+
+
+def output_lock(args, output_dir: str):
+    """The lock of ``output_dir`` for the first machine's launching process (the others hold nothing)."""
+    return OutputDirLock(output_dir) if args.machine_rank == 0 else contextlib.nullcontext()
+
+
+def launch_main(main, args, output_dir: str = ""):
     """Run ``main(args)`` in every process detectron2's ``launch`` starts for ``args``; in a single process,
-    call it directly and return its result (``launch`` discards it)."""
+    call it directly and return its result (``launch`` discards it). With ``output_dir``, the launching process
+    holds that folder's lock for the whole run."""
     print("Command Line Args:", args)
-    if args.num_gpus * args.num_machines == 1:
-        return main(args)
-    return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                  dist_url=args.dist_url, args=(args,))
+    with output_lock(args, output_dir) if output_dir else contextlib.nullcontext():
+        if args.num_gpus * args.num_machines == 1:
+            return main(args)
+        return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+                      dist_url=args.dist_url, args=(args,))

@@ -54,7 +54,8 @@ def add_search_config(cfg: CN) -> None:
     declare(s, "EVAL_BATCH_SIZE", 1)
     # search space being searched: "backbone" (DetNAS), "neck" (NAS-FPN) or "autoaug" (AutoAugment policy)
     declare(s, "SPACE", "backbone")
-    # held-out dataset the fitness is measured on; "" = cfg.DATASETS.TEST[0]
+    # held-out dataset the fitness is measured on; "" = cfg.DATASETS.TEST[0]. DATASETS.SEARCH_HOLDOUT.SIZE > 0 wins:
+    # the search then scores on that held-out split
     declare(s, "DATASET", "")
     # fitness: "one_shot" (supernet paths, BN recalibrated) or "proxy" (train a fresh detector per candidate)
     declare(s, "EVALUATOR", "one_shot")

@@ -22,11 +22,16 @@ single process leave ``broadcast=None``.
 Files in ``output_dir`` (none when it is ``None``):
   search_state.json   rewritten atomically after every evaluator call; no timing inside, so an
                       interrupted-and-resumed search ends with the same bytes as an uninterrupted one
-  search_log.jsonl    one line per evaluated candidate (the only place holding timings)
-  best_arch.json      best architecture so far (rewritten after every generation)
+  search_log.jsonl    one line per evaluated candidate (the only place holding timings); appended before
+                      the state is saved, so it holds every candidate of the state: a resume whose state
+                      file is missing or unreadable rebuilds it by replaying the strategy on the logged
+                      results (nothing is evaluated again)
+  best_arch.json      best architecture so far (rewritten after every generation; never written while no
+                      candidate has a finite fitness, and a search ending so raises NoFiniteFitnessError)
   search_progress.png fitness vs FLOPs coloured by generation, and best-so-far vs candidate index
 """
 
+import copy
 import datetime
 import json
 import logging
@@ -34,8 +39,9 @@ import math
 import os
 import statistics
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from detectron2.config import configurable
 
@@ -43,7 +49,7 @@ from ..space.base import SearchSpace
 from .config import validate_search_config
 from .constraints import CostConstraints, CostRange, InfeasibleConstraintError, format_cost
 from .plots import plot_search_progress
-from .state import STATE_FORMAT, atomic_write, load_state, save_json_atomic
+from .state import STATE_FORMAT, CorruptStateError, atomic_write, load_state, save_json_atomic
 from .strategies import CandidateSearchExhausted, SearchStrategy, build_search_strategy
 
 logger = logging.getLogger("detnas_d2.search")
@@ -56,6 +62,35 @@ PLOT_FILE = "search_progress.png"
 Evaluator = Callable[[List[Any]], Sequence[Mapping[str, Any]]]
 Broadcast = Callable[[Any], Any]
 GenerationCallback = Callable[[int, dict], None]
+
+#: how to start over where a search is (shown in the errors)
+NEW_SEARCH_HELP = "move the folder aside with search_net.py --overwrite, or choose another OUTPUT_DIR"
+#: what to do with a folder that already holds a search
+EXISTING_SEARCH_HELP = f"continue it with search_net.py --resume (run(resume=True)), {NEW_SEARCH_HELP}"
+
+
+class SearchExistsError(FileExistsError):
+    """A new search was asked for where a search already is (its files would be overwritten)."""
+
+
+def existing_search_error(output_dir: str, found: Sequence[str], resume: bool) -> SearchExistsError:
+    """The error of a new search (or a resume with nothing to resume from) where the files ``found`` are."""
+    what = (f"but no {STATE_FILE} or {LOG_FILE} to resume from: {NEW_SEARCH_HELP}" if resume
+            else f"which a new search would overwrite: {EXISTING_SEARCH_HELP}")
+    return SearchExistsError(f"{output_dir} already holds a search ({', '.join(found)}) {what}")
+
+
+class NoFiniteFitnessError(RuntimeError):
+    """Every evaluated candidate scored a non-finite fitness: there is no winner to export."""
+
+
+class _LogExhausted(Exception):
+    """Internal: a replay of the log reached the first candidate the log does not hold."""
+
+
+def _stop_at_first_fresh(archs):
+    """Evaluator of a replay check: reaching a candidate outside the log ends the check."""
+    raise _LogExhausted()
 
 
 @dataclass
@@ -165,6 +200,9 @@ class SearchEngine:
             }
         )
         self._records: Dict[str, dict] = {}
+        #: logged results of a state being rebuilt from the log, consumed in log order, and that log's path
+        self._replay: "OrderedDict[str, dict]" = OrderedDict()
+        self._replay_source = LOG_FILE
         self._pending: Optional[List[str]] = None
         self._num_done = 0
         self._population: List[str] = []
@@ -214,8 +252,9 @@ class SearchEngine:
     # ------------------------------------------------------------------ public
 
     def run(self, resume: bool = False) -> Optional[SearchResult]:
-        """Run (``resume=True``: continue from ``output_dir/search_state.json`` if present) to the end.
+        """Run (``resume=True``: continue from ``output_dir/search_state.json``, or rebuild it from the log) to the end.
 
+        A new search (``resume=False``) refuses to start where a search's files exist (``SearchExistsError``).
         Returns the result on the main rank and ``None`` on the other ranks.
         """
         if not self.is_main:
@@ -229,16 +268,22 @@ class SearchEngine:
 
     # ------------------------------------------------------------------ main loop
 
+    def check_start(self, resume: bool = False) -> None:
+        """Raise now what ``run(resume)`` would raise before its first evaluation, writing nothing.
+
+        Checks the cost limits against the exact cost range, an existing search (new search), the state or the
+        log and its match with these settings (resume). It loads the saved state into this engine: run another.
+        """
+        self.constraints.check_feasible()
+        self._start(resume, write=False)
+
     def _run_main(self, resume: bool) -> SearchResult:
         """Main rank: propose / evaluate / update generation by generation, then write the final files."""
-        self._start(resume)
         self.constraints.check_feasible()
-        while not self.strategy.finished:
-            if self._pending is None:
-                self._propose_generation()
-            self._evaluate_pending()
-            self._end_generation()
+        self._start(resume)
+        self._run_loop()
         result = self._result()
+        self._check_finite(result)
         if self.output_dir is not None:
             self._write_best(result)
             self._write_plot()
@@ -251,6 +296,26 @@ class SearchEngine:
             result.best.key,
         )
         return result
+
+    def _run_loop(self) -> None:
+        """Every remaining generation; a replayed log must be used up by the end."""
+        while not self.strategy.finished:
+            if self._pending is None:
+                self._propose_generation()
+            self._evaluate_pending()
+            self._end_generation()
+        if self._replay:
+            raise self._log_mismatch(next(iter(self._replay)), "the search ends before it")
+
+    def _check_finite(self, result: SearchResult) -> None:
+        """Fail, exporting nothing, when no candidate has a finite fitness."""
+        if result.best.fitness is not None:
+            return
+        raise NoFiniteFitnessError(
+            f"no candidate has a finite {self.metric} (SEARCH.METRIC): all {result.n_evaluated} evaluated "
+            "candidates scored None (NaN, inf or no detections; see search_log.jsonl), so there is no winner and "
+            "nothing is exported. Check MODEL.WEIGHTS (a trained supernet), the search dataset and SEARCH.METRIC"
+        )
 
     def _serve_other_rank(self) -> None:
         """Non-main ranks: evaluate whatever the main rank broadcasts until it says stop."""
@@ -286,7 +351,8 @@ class SearchEngine:
                 f"search space '{self.space.name}', generation {generation + 1}/{self.strategy.generations}: {e}. "
                 f"A legal candidate must satisfy {self.constraints.describe_limits()} and not have been evaluated "
                 "in an earlier generation. "
-                f"{self.constraints.describe_ranges()}."
+                f"{self.constraints.describe_ranges()}. Raise the limit (one barely above the smallest cost admits "
+                "too few architectures for random sampling) or SEARCH.MAX_RANDOM_TRIES."
             ) from e
         self._pending = [self._key(arch) for arch in archs]
         self._num_done = 0
@@ -307,8 +373,38 @@ class SearchEngine:
             self._save_state()
 
     def _evaluate_batch(self, keys: List[str]) -> None:
-        """Evaluate new candidates in one evaluator call; record them in the memo and the log."""
+        """Record new candidates: results of a replayed log first, the others from one evaluator call."""
         generation = self.strategy.generation
+        replayed = self._take_replayed(keys)
+        for key, entry in replayed.items():
+            self._record(key, self.space.decode(key), entry["metrics"], generation)
+        fresh = [key for key in keys if key not in replayed]
+        if fresh:
+            self._evaluate_fresh(fresh, generation)
+
+    def _take_replayed(self, keys: List[str]) -> Dict[str, dict]:
+        """The logged entries of ``keys``, taken in log order; a run diverging from the log fails."""
+        if not self._replay:
+            return {}
+        logged = list(self._replay)
+        taken = [key for key in keys if key in self._replay]
+        if taken != keys[: len(taken)] or taken != logged[: len(taken)]:
+            raise self._log_mismatch(logged[0], f"the search proposes {keys[0]}")
+        if len(taken) < len(keys) and len(logged) > len(taken):
+            raise self._log_mismatch(logged[len(taken)], f"the search proposes {keys[len(taken)]}")
+        return {key: self._replay.pop(key) for key in taken}
+
+    def _log_mismatch(self, logged_key: str, found: str) -> ValueError:
+        """The error of a log the strategy does not reproduce (written with other settings, or edited)."""
+        index = self._replay[logged_key]["index"] if logged_key in self._replay else "?"
+        return ValueError(
+            f"{self._replay_source} does not match this search's settings, so "
+            f"{STATE_FILE} cannot be rebuilt from it: its candidate {index} is {logged_key} but {found}. "
+            f"Resume with the settings the log was written with, or {NEW_SEARCH_HELP}"
+        )
+
+    def _evaluate_fresh(self, keys: List[str], generation: int) -> None:
+        """Evaluate new candidates in one evaluator call; record them in the memo and the log."""
         archs = [self.space.decode(key) for key in keys]
         if self.broadcast is not None:
             self.broadcast({"op": "evaluate", "archs": archs})
@@ -323,21 +419,7 @@ class SearchEngine:
             )
         log_lines = []
         for key, arch, raw_metrics in zip(keys, archs, results):
-            metrics = flatten_metrics(raw_metrics)
-            if self.metric not in metrics:
-                raise ValueError(
-                    f"the evaluator's metrics have no '{self.metric}' (the fitness metric, SEARCH.METRIC); "
-                    f"available: {sorted(metrics)}"
-                )
-            record = {
-                "key": key,
-                "generation": generation,
-                "index": len(self._records),
-                "costs": dict(self.constraints.costs(key, arch)),
-                "metrics": metrics,
-                "fitness": metrics[self.metric],
-            }
-            self._records[key] = record
+            record = self._record(key, arch, flatten_metrics(raw_metrics), generation)
             self._session_eval_seconds += seconds
             self._session_evaluated += 1
             log_lines.append({**record, "arch": arch, "eval_time_s": round(seconds, 6)})
@@ -355,6 +437,24 @@ class SearchEngine:
             )
         self._append_log(log_lines)
 
+    def _record(self, key: str, arch: Any, metrics: Dict[str, Optional[float]], generation: int) -> dict:
+        """Add one evaluated candidate (flattened metrics) to the memo; return its record."""
+        if self.metric not in metrics:
+            raise ValueError(
+                f"the evaluator's metrics have no '{self.metric}' (the fitness metric, SEARCH.METRIC); "
+                f"available: {sorted(metrics)}"
+            )
+        record = {
+            "key": key,
+            "generation": generation,
+            "index": len(self._records),
+            "costs": dict(self.constraints.costs(key, arch)),
+            "metrics": metrics,
+            "fitness": metrics[self.metric],
+        }
+        self._records[key] = record
+        return record
+
     def _end_generation(self) -> None:
         """Update the top-k, save, report (log, best_arch.json, plot, callback)."""
         generation = self.strategy.generation
@@ -371,7 +471,7 @@ class SearchEngine:
             self._write_best(self._result())
             if self.plot_each_generation:
                 self._write_plot()
-        if self.on_generation_end is not None:
+        if self.on_generation_end is not None and not self._replay:  # a logged later candidate: reported before
             self.on_generation_end(generation, stats)
 
     def _generation_stats(self, generation: int, keys: List[str]) -> dict:
@@ -484,30 +584,88 @@ class SearchEngine:
         if self.output_dir is not None:
             save_json_atomic(self._path(STATE_FILE), self._state_dict())
 
-    def _start(self, resume: bool) -> None:
-        """Load the state for a resume, or reset the output files for a new search."""
+    def _start(self, resume: bool, write: bool = True) -> None:
+        """Load the state (resume), or prepare its rebuild from the log, or begin a new search.
+
+        ``write=False`` checks the same things and writes nothing (see :meth:`check_start`).
+        """
         if self.output_dir is None:
             return
-        os.makedirs(self.output_dir, exist_ok=True)
-        state_path = self._path(STATE_FILE)
-        if resume and os.path.exists(state_path):
-            self._load(load_state(state_path), state_path)
-            self._reconcile_log()
-            logger.info(
-                "Resuming search from %s: generation %d/%d, %d candidates evaluated",
-                state_path,
-                self.strategy.generation,
-                self.strategy.generations,
-                len(self._records),
-            )
+        if resume and (self._resume_from_state(write) or self._resume_from_log(write)):
             return
+        found = [name for name in (STATE_FILE, LOG_FILE, BEST_FILE) if os.path.exists(self._path(name))]
+        if found:
+            raise existing_search_error(self.output_dir, found, resume)
         if resume:
             logger.info("No search state in %s; starting a new search", self.output_dir)
-        for name in (BEST_FILE, PLOT_FILE):
-            if os.path.exists(self._path(name)):
-                os.remove(self._path(name))
-        atomic_write(self._path(LOG_FILE), "")
-        self._save_state()
+        if write:
+            os.makedirs(self.output_dir, exist_ok=True)
+            atomic_write(self._path(LOG_FILE), "")
+            self._save_state()
+
+    def _resume_from_state(self, write: bool) -> bool:
+        """Load a readable search_state.json (False if there is none, or it is unreadable but the log exists)."""
+        state_path = self._path(STATE_FILE)
+        if not os.path.exists(state_path):
+            return False
+        try:
+            state = load_state(state_path)
+        except CorruptStateError as err:
+            if not os.path.exists(self._path(LOG_FILE)):
+                raise CorruptStateError(
+                    f"{err}; it cannot be rebuilt because {self._path(LOG_FILE)} is missing too. Start a new search: "
+                    f"{NEW_SEARCH_HELP}"
+                ) from None
+            logger.warning("%s; rebuilding the search state from %s", err, self._path(LOG_FILE))
+            return False
+        self._load(state, state_path)
+        self._reconcile_log(write)
+        logger.info(
+            "Resuming search from %s: generation %d/%d, %d candidates evaluated",
+            state_path,
+            self.strategy.generation,
+            self.strategy.generations,
+            len(self._records),
+        )
+        return True
+
+    def _resume_from_log(self, write: bool) -> bool:
+        """Prepare to rebuild the state by replaying search_log.jsonl (False if there is no log)."""
+        path = self._path(LOG_FILE)
+        if not os.path.exists(path):
+            return False
+        lines, text = self._read_log()
+        self._replay = OrderedDict((entry["key"], entry) for entry, _ in lines)
+        self._replay_source = path
+        readable = "".join(line + "\n" for _, line in lines)
+        if not write:
+            self._check_replay()
+        elif readable != text:
+            logger.info("Dropping the unreadable end of %s", path)
+            atomic_write(path, readable)
+        logger.info("Rebuilding the search state from the %d candidates of %s (none is evaluated again)",
+                    len(lines), path)
+        return True
+
+    def _check_replay(self) -> None:
+        """Replay the log in memory on a copy of the strategy: fail now if this search does not reproduce it."""
+        probe = SearchEngine(
+            self.space,
+            copy.deepcopy(self.strategy),
+            _stop_at_first_fresh,
+            metric=self.metric,
+            constraints=self.constraints,
+            eval_batch_size=self.eval_batch_size,
+        )
+        probe._replay, probe._replay_source = OrderedDict(self._replay), self._replay_source
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # the replay's generation reports would read like a running search
+        try:
+            probe._run_loop()
+        except _LogExhausted:
+            pass
+        finally:
+            logger.setLevel(level)
 
     def _load(self, state: dict, path: str) -> None:
         """Restore a saved state after checking that it was written with the same settings."""
@@ -522,7 +680,7 @@ class SearchEngine:
             )
             raise ValueError(
                 f"cannot resume the search in {path}: its configuration differs ({details}). Resume with the "
-                "original settings, or start a new search (resume=False or another OUTPUT_DIR)."
+                f"original settings, or {NEW_SEARCH_HELP}."
             )
         self.strategy.load_state_dict(state["strategy"])
         self._pending = state["pending"]
@@ -531,31 +689,33 @@ class SearchEngine:
         self._history = state["history"]
         self._records = {record["key"]: record for record in state["evaluated"]}
 
-    def _reconcile_log(self) -> None:
-        """Make search_log.jsonl hold exactly the candidates of the state (drop lines written after its last save)."""
-        path = self._path(LOG_FILE)
+    def _read_log(self) -> Tuple[List[Tuple[dict, str]], str]:
+        """``([(entry, line), ...], whole text)``: the log's leading lines that parse with indices 0, 1, 2, ..."""
+        with open(self._path(LOG_FILE), "r", encoding="utf-8") as f:
+            text = f.read()
         lines = []
-        if os.path.exists(path):
-            with open(path, "r", encoding="utf-8") as f:
-                lines = f.read().split("\n")
-        kept = []
-        for line in lines:
-            if len(kept) == len(self._records):
-                break
+        for line in text.split("\n"):
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 break
-            if entry.get("index") != len(kept):
+            if not isinstance(entry, dict) or entry.get("index") != len(lines) or "key" not in entry:
                 break
-            kept.append(line)
-        if len(kept) < len(self._records):
+            lines.append((entry, line))
+        return lines, text
+
+    def _reconcile_log(self, write: bool = True) -> None:
+        """Make search_log.jsonl hold exactly the candidates of the state (drop lines written after its last save)."""
+        path = self._path(LOG_FILE)
+        lines, text = self._read_log() if os.path.exists(path) else ([], "")
+        if len(lines) < len(self._records):
             raise ValueError(
-                f"{path} has {len(kept)} consistent lines but the search state records {len(self._records)} "
-                "evaluated candidates; the log was modified or lost. Start a new search (resume=False) or restore it."
+                f"{path} has {len(lines)} consistent lines but the search state records {len(self._records)} "
+                "evaluated candidates; the log was modified or lost. Restore it, or start a new search: "
+                f"{NEW_SEARCH_HELP}"
             )
-        expected = "".join(line + "\n" for line in kept)
-        if "\n".join(lines) != expected:
+        expected = "".join(line + "\n" for _, line in lines[: len(self._records)])
+        if text != expected and write:
             logger.info("Dropping lines of %s written after the last saved state", path)
             atomic_write(path, expected)
 
@@ -570,7 +730,9 @@ class SearchEngine:
             os.fsync(f.fileno())
 
     def _write_best(self, result: SearchResult) -> None:
-        """best_arch.json: the best candidate plus the settings of the search (FLOPs mode included)."""
+        """best_arch.json: the best candidate plus the settings of the search (none while no fitness is finite)."""
+        if result.best.fitness is None:
+            return
         save_json_atomic(
             self._path(BEST_FILE),
             {**asdict(result.best), "metric": self.metric, "search": self.fingerprint},

@@ -3,8 +3,9 @@
 ``best_config.yaml`` is the search config with the one-shot parts fixed to the best architecture and
 ``MODEL.WEIGHTS`` pointing at ``best_weights.pth`` (the supernet's weights for that path, BN statistics
 recalibrated as in the search), so ``train_net.py --config-file best_config.yaml --eval-only`` reproduces the
-search's score and training from it retrains the architecture. To drop the backbone into another detectron2
-config, copy its ``MODEL.DETNAS`` block (the README shows how).
+search's score and training from it retrains the architecture. Its ``OUTPUT_DIR`` is the fresh folder
+``<search OUTPUT_DIR>/retrain``, so a retraining never writes over the search's files. To drop the backbone into
+another detectron2 config, copy its ``MODEL.DETNAS`` block (the README shows how).
 """
 import io
 import os
@@ -20,6 +21,14 @@ from .state import atomic_write
 
 CONFIG_FILE = "best_config.yaml"
 WEIGHTS_FILE = "best_weights.pth"
+#: sub-folder of the search's OUTPUT_DIR that the exported config trains into
+RETRAIN_DIR = "retrain"
+
+
+def exported_config(out, output_dir: str):
+    """``out`` (an exported config) training into ``output_dir``/``retrain``, not into the search folder."""
+    out.OUTPUT_DIR = os.path.join(os.path.abspath(output_dir), RETRAIN_DIR)
+    return out
 
 
 def part_archs(model, arch) -> dict:
@@ -62,5 +71,5 @@ def export_best(cfg, model, arch, recalibrate: ArchitectureEvaluator, output_dir
     torch.save({"model": inherited_state_dict(model, arch), "__author__": "detnas_d2 search export"}, buffer)
     atomic_write(weights_path, buffer.getvalue())
     config_path = os.path.join(output_dir, CONFIG_FILE)
-    atomic_write(config_path, fixed_config(cfg, model, arch, weights_path).dump())
+    atomic_write(config_path, exported_config(fixed_config(cfg, model, arch, weights_path), output_dir).dump())
     return {"config": config_path, "weights": weights_path}

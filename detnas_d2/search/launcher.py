@@ -11,13 +11,14 @@ import torch.distributed as dist
 from detectron2.utils import comm
 
 from ..engine.trainer import Trainer
-from ..modeling.checkpoint import DetNASCheckpointer
-from ..modeling.searchable import backbone_arch, backbone_cost_model, model_search_space, searchable_parts, set_model_arch
+from ..modeling.searchable import backbone_cost_model, model_search_space, searchable_parts, set_model_arch
 from .config import validate_search_config
 from .engine import SearchEngine
 from .evaluator import ShardedEvaluator
 from .export import export_best
 from .proxy import ProxyTaskEvaluator, build_proxy_cost_fns, build_proxy_space, export_proxy_best, proxy_fingerprint
+from .strategies import build_search_strategy
+from .supernet_weights import load_supernet_weights
 from .tensorboard import SearchEventWriter
 
 logger = logging.getLogger("detnas_d2.search")
@@ -39,15 +40,16 @@ def build_cost_fns(cfg, model):
     """
     from ..cost import detector_flops
 
-    parts = searchable_parts(model)
+    parts = searchable_parts(model)  # once: walking the model in every cost call took milliseconds per candidate
     cost_fns, cost_range = {}, None
     if "backbone" in parts:
         table = backbone_cost_model(model)
-        cost_fns["params"] = lambda arch: table.params(backbone_arch(model, arch))
+        body = (lambda arch: arch["backbone"]) if len(parts) > 1 else (lambda arch: arch)
+        cost_fns["params"] = lambda arch: table.params(body(arch))
     if cfg.SEARCH.FLOPS_MODE == "backbone":
         if "backbone" not in parts:
             raise ValueError("SEARCH.FLOPS_MODE 'backbone' needs a one-shot DetNAS backbone; use 'detector'")
-        cost_fns["flops"] = lambda arch: table.flops(backbone_arch(model, arch))
+        cost_fns["flops"] = lambda arch: table.flops(body(arch))
         if len(parts) == 1:
             def cost_range(name):
                 return table.bounds(name)
@@ -61,6 +63,13 @@ def build_cost_fns(cfg, model):
     return cost_fns, cost_range
 
 
+def require_one_shot(model):
+    """``model`` if it has a one-shot part to search, else a ValueError saying which keys make one."""
+    if not searchable_parts(model):
+        raise ValueError("search_net.py needs a one-shot model: MODEL.DETNAS.ARCH '' and/or MODEL.NASFPN.ONE_SHOT True")
+    return model
+
+
 def run_search(cfg, resume: bool = False):
     """Run the search ``SEARCH.EVALUATOR`` names; returns the result on rank 0 (``None`` elsewhere)."""
     validate_search_config(cfg)
@@ -69,18 +78,39 @@ def run_search(cfg, resume: bool = False):
     return run_one_shot_search(cfg, resume)
 
 
-def _run_engine(cfg, space, evaluator, cost_fns, cost_range, eval_batch_size: int, resume: bool,
-                fingerprint_extra=None):
-    """Build the search engine from ``cfg.SEARCH`` and run it on every rank."""
+def _engine_factory(cfg, space, evaluator, cost_fns, cost_range, eval_batch_size: int, fingerprint_extra=None):
+    """``make_engine(**kwargs)``: a search engine from ``cfg.SEARCH`` (kwargs: the distributed seam)."""
     args = SearchEngine.from_config(cfg, space, evaluator, cost_fns=cost_fns, cost_range=cost_range,
                                     output_dir=cfg.OUTPUT_DIR)
     args["fingerprint_extra"] = {**args["fingerprint_extra"], **(fingerprint_extra or {})}
     args["eval_batch_size"] = eval_batch_size
+
+    def make_engine(**kwargs):
+        return SearchEngine(**{**args, "strategy": build_search_strategy(cfg, space)}, **kwargs)
+    return make_engine
+
+
+def one_shot_engine(cfg, model, evaluator):
+    """``make_engine(**kwargs)`` of a one-shot search over ``model``'s searchable parts."""
+    cost_fns, cost_range = build_cost_fns(cfg, model)
+    return _engine_factory(cfg, model_search_space(model), evaluator, cost_fns, cost_range,
+                           cfg.SEARCH.EVAL_BATCH_SIZE * comm.get_world_size())  # one candidate per rank and call
+
+
+def proxy_engine(cfg, evaluator, space=None):
+    """``make_engine(**kwargs)`` of a proxy-task search of ``SEARCH.SPACE``."""
+    space = build_proxy_space(cfg) if space is None else space
+    return _engine_factory(cfg, space, evaluator, build_proxy_cost_fns(cfg, space), None, cfg.SEARCH.EVAL_BATCH_SIZE,
+                           proxy_fingerprint(cfg))
+
+
+def _run_engine(cfg, make_engine, resume: bool):
+    """Build the search engine on every rank and run it; the main rank drives it and writes the files."""
     broadcast = broadcast_from_main if comm.get_world_size() > 1 else None
     events = SearchEventWriter(cfg.OUTPUT_DIR) if comm.is_main_process() else None
     try:
-        return SearchEngine(**args, is_main=comm.is_main_process(), broadcast=broadcast,
-                            on_generation_end=events).run(resume=resume)
+        return make_engine(is_main=comm.is_main_process(), broadcast=broadcast,
+                           on_generation_end=events).run(resume=resume)
     finally:
         if events is not None:
             events.close()
@@ -88,16 +118,11 @@ def _run_engine(cfg, space, evaluator, cost_fns, cost_range, eval_batch_size: in
 
 def run_one_shot_search(cfg, resume: bool = False):
     """Search on the supernet named by ``MODEL.WEIGHTS``; export the best path with its inherited weights."""
-    model = Trainer.build_model(cfg)
-    DetNASCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    if not searchable_parts(model):
-        raise ValueError("search_net.py needs a one-shot model: MODEL.DETNAS.ARCH '' and/or MODEL.NASFPN.ONE_SHOT True")
+    model = require_one_shot(Trainer.build_model(cfg))
+    load_supernet_weights(cfg, model)
     evaluator = ShardedEvaluator(cfg, model)
     model = evaluator.model
-    cost_fns, cost_range = build_cost_fns(cfg, model)
-    result = _run_engine(cfg, model_search_space(model), evaluator, cost_fns, cost_range,
-                         cfg.SEARCH.EVAL_BATCH_SIZE * comm.get_world_size(),  # one candidate per rank and call
-                         resume)
+    result = _run_engine(cfg, one_shot_engine(cfg, model, evaluator), resume)
     if result is None:
         return None
     files = export_best(cfg, model, result.best.arch, evaluator.evaluate_one, cfg.OUTPUT_DIR)
@@ -109,10 +134,7 @@ def run_one_shot_search(cfg, resume: bool = False):
 def run_proxy_search(cfg, resume: bool = False):
     """Search ``SEARCH.SPACE`` by training every candidate on the proxy task; export the best one's config."""
     space = build_proxy_space(cfg)
-    cost_fns = build_proxy_cost_fns(cfg, space)
-    evaluator = ProxyTaskEvaluator(cfg, space)
-    result = _run_engine(cfg, space, evaluator, cost_fns, None, cfg.SEARCH.EVAL_BATCH_SIZE, resume,
-                         proxy_fingerprint(cfg))
+    result = _run_engine(cfg, proxy_engine(cfg, ProxyTaskEvaluator(cfg, space), space), resume)
     if result is None:
         return None
     path = export_proxy_best(cfg, space, result.best.arch, cfg.OUTPUT_DIR)

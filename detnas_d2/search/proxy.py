@@ -38,7 +38,7 @@ from ..modeling.neck import NASFPN
 from ..space.base import SearchSpace
 from ..space.neck import NeckSearchSpace, format_compact_neck_arch
 from .evaluator import search_dataset_name
-from .export import CONFIG_FILE
+from .export import CONFIG_FILE, exported_config
 from .state import atomic_write
 
 logger = logging.getLogger("detnas_d2.search")
@@ -273,7 +273,8 @@ def proxy_fingerprint(cfg) -> Dict[str, Any]:
 
 def export_proxy_best(cfg, space: SearchSpace, arch, output_dir: str) -> str:
     """Write ``best_config.yaml``: the search config with ``arch`` applied and the full (non-proxy) schedule and
-    data; no weights (retrain from MODEL.WEIGHTS, e.g. a pretrained backbone, or from scratch). Return its path."""
+    data, training into ``output_dir/retrain``; no weights (retrain from MODEL.WEIGHTS, e.g. a pretrained
+    backbone, or from scratch). Return its path."""
     path = os.path.join(output_dir, CONFIG_FILE)
-    atomic_write(path, candidate_config(cfg, space, arch).dump())
+    atomic_write(path, exported_config(candidate_config(cfg, space, arch), output_dir).dump())
     return path

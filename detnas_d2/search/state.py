@@ -48,15 +48,25 @@ def save_json_atomic(path: str, obj: Any, pretty: bool = False) -> None:
     atomic_write(path, dump_json(obj, pretty=pretty))
 
 
+class CorruptStateError(ValueError):
+    """A search state file that is empty, truncated or otherwise not JSON."""
+
+
 def load_state(path: str) -> dict:
     """Read a search state file and check that its format is the one this code writes."""
-    with open(path, "r", encoding="utf-8") as f:
-        state = json.load(f)
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data.strip():
+        raise CorruptStateError(f"{path} is empty")
+    try:
+        state = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptStateError(f"{path} is not valid JSON (truncated?): {err}") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(
             f"{path} is not a search state of format {STATE_FORMAT!r} (found {found!r}); "
-            "start a new search with resume=False or use another OUTPUT_DIR"
+            "start a new search in another OUTPUT_DIR, or move this one aside (search_net.py --overwrite)"
         )
     return state
 

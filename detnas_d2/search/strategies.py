@@ -13,12 +13,16 @@ All randomness comes from the strategy's own ``random.Random(seed)``, whose stat
 
 import logging
 import random
+import time
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from ..space.base import SearchSpace
 from .state import rng_state_from_json, rng_state_to_json
 
 logger = logging.getLogger("detnas_d2.search")
+
+#: seconds between two progress lines while random legal candidates are sought
+PROGRESS_PERIOD_S = 10.0
 
 IsLegal = Callable[[Any], bool]
 TopKEntry = Tuple[str, Optional[float]]
@@ -135,10 +139,16 @@ class SearchStrategy:
 
     def _random_legal(self, count: int, is_legal: IsLegal) -> list:
         """``count`` uniform random legal architectures; each may take up to ``max_random_tries`` draws."""
-        found = []
+        found, draws, next_report = [], 0, time.monotonic() + PROGRESS_PERIOD_S
         while len(found) < count:
             for _ in range(self.max_random_tries):
                 arch = self.space.sample(self.rng)
+                draws += 1
+                if time.monotonic() > next_report:
+                    logger.info("Seeking random legal candidates: %d of %d found in %d draws (at most %d draws "
+                                "per candidate, SEARCH.MAX_RANDOM_TRIES)", len(found), count, draws,
+                                self.max_random_tries)
+                    next_report = time.monotonic() + PROGRESS_PERIOD_S
                 if is_legal(arch):
                     found.append(arch)
                     break

@@ -1,0 +1,90 @@
+"""The lock on OUTPUT_DIR (one run per folder, dead holders never block) and options anywhere on the command line."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from detnas_d2.cli.search import build_parser as search_parser
+from detnas_d2.cli.train import build_parser as train_parser
+from detnas_d2.engine.defaults import parse_command_line
+from detnas_d2.engine.output_lock import LOCK_FILE, OutputDirLock, OutputDirLockedError
+from test_resume import REPO
+from test_train_net import CONFIG, TINY
+
+HOLD_LOCK = "import sys, time; from detnas_d2.engine.output_lock import OutputDirLock; " \
+            "OutputDirLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)"
+
+
+def _env(tmp_path):
+    return {**os.environ, "DETNAS_DATA": str(tmp_path / "data"), "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
+
+
+def test_lock_names_its_holder_and_is_released_on_exit(tmp_path):
+    out = str(tmp_path / "out")
+    with OutputDirLock(out):
+        with pytest.raises(OutputDirLockedError, match=f"OUTPUT_DIR {out} is in use by another run: pid {os.getpid()} "
+                                                       f"on host .*lock file {out}/{LOCK_FILE}"):
+            OutputDirLock(out).acquire()
+    with OutputDirLock(out):
+        pass
+
+
+def test_lock_of_a_killed_process_does_not_block(tmp_path):
+    out = str(tmp_path / "out")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, out], env=_env(tmp_path), stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(OutputDirLockedError, match=f"pid {holder.pid} on host"):
+        OutputDirLock(out).acquire()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with OutputDirLock(out):  # the lock file is still there, with the dead pid in it
+        pass
+
+
+def _train(out, *extra):
+    return [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", CONFIG, *TINY, "OUTPUT_DIR", out,
+            *extra]
+
+
+def test_two_trainings_into_one_output_dir(tmp_path):
+    """A 2-process (gloo) training holds the lock in its launching process; a second training is refused."""
+    out = str(tmp_path / "out")
+    first = subprocess.Popen(_train(out, "SOLVER.MAX_ITER", "100000", "SOLVER.IMS_PER_BATCH", "4",
+                                    "SOLVER.CHECKPOINT_PERIOD", "2", "--num-gpus", "2", "--dist-url", "auto"),
+                             env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not os.path.isfile(os.path.join(out, "last_checkpoint")) and time.time() < deadline:
+            time.sleep(0.2)
+        assert first.poll() is None, "the 2-process training should be running (both ranks train under the lock)"
+        second = subprocess.run(_train(out), env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+        assert second.returncode != 0
+        assert f"OUTPUT_DIR {out} is in use by another run: pid {first.pid} on host" in second.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+
+
+@pytest.mark.parametrize("build_parser", [train_parser, search_parser], ids=["train_net", "search_net"])
+def test_options_may_follow_the_overrides(build_parser):
+    args = parse_command_line(build_parser(), [
+        "--config-file", "c.yaml", "SOLVER.MAX_ITER", "3", "--resume", "SOLVER.BASE_LR", "-0.5",
+        "--register-coco", "mine", "m.json", "imgs", "--num-gpus=2", "--dist-url", "auto"])
+    assert args.resume and args.num_gpus == 2 and args.dist_url == "auto"
+    assert args.register_coco == [["mine", "m.json", "imgs"]]
+    assert args.opts == ["SOLVER.MAX_ITER", "3", "SOLVER.BASE_LR", "-0.5"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["A.B", "1", "--no-such-option"], "unknown option --no-such-option among the KEY VALUE overrides"),
+    (["A.B", "1", "C.D"], "the override 'C.D' has no value: overrides are KEY VALUE pairs"),
+])
+def test_misplaced_command_line_words_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        parse_command_line(train_parser(), ["--config-file", "c.yaml", *argv])
+    assert message in capsys.readouterr().err
