@@ -3,7 +3,8 @@
     python -m detnas_d2.pipeline --config-file configs/shapes/pipeline.yaml [--num-gpus N] [--output-dir DIR]
 
 Stages: supernet classification pretraining -> detection fine-tuning -> search (+ export) -> retraining of the
-searched architecture -> final evaluation. Each stage is a ``train_net`` / ``search_net`` run in its own process
+searched architecture -> final evaluation, and optionally ``reference``: a stock detectron2 model trained and
+evaluated with its own config, so the report puts the searched detector beside it. Each stage is a ``train_net`` / ``search_net`` run in its own process
 (so every stage gets detectron2's usual logging, ``launch`` and ``--resume``), reading the previous stage's
 checkpoint or searched architecture. A stage whose output exists is skipped; a stage that was killed resumes
 from its last checkpoint (training) or its state file (search). ``report.md`` summarises each stage.
@@ -17,6 +18,7 @@ The pipeline file is YAML:
       search:   {config: search_fpn.yaml}
       retrain:  {config: supernet_fpn.yaml}
       evaluate: {}
+      reference: {config: faster_rcnn_R18_FPN.yaml, opts: [SOLVER.MAX_ITER, 300]}
 
 Config paths are relative to the pipeline file. ``opts`` are extra ``KEY VALUE`` overrides for that stage.
 """
@@ -31,9 +33,11 @@ from typing import Dict, List
 
 import yaml
 
+from .engine.learning_alarm import ALARM_FILE
 from .space.neck import format_compact_neck_arch
+from .utils.io import atomic_write_text
 
-STAGES = ("pretrain", "finetune", "search", "retrain", "evaluate")
+STAGES = ("pretrain", "finetune", "search", "retrain", "evaluate", "reference")
 FINAL_METRICS = "final_metrics.json"
 
 
@@ -54,7 +58,7 @@ def load_pipeline(path: str) -> Dict:
     base = os.path.dirname(os.path.abspath(path))
     for name, stage in stages.items():
         stage = stages[name] = dict(stage or {})
-        if name != "evaluate":
+        if name not in ("evaluate",):
             if "config" not in stage:
                 raise PipelineError(f"{path}: stage '{name}' needs a 'config' file")
             stage["config"] = os.path.join(base, stage["config"])
@@ -127,6 +131,8 @@ class Pipeline:
             self._train("retrain", init, self._arch_opts(best))
         if "evaluate" in self.stages:
             self._evaluate()
+        if "reference" in self.stages:
+            self._reference()
         self.write_report()
 
     def _search(self, supernet: str) -> Dict:
@@ -171,6 +177,11 @@ class Pipeline:
         with open(metrics_file) as f:
             self.summary.setdefault("evaluate", {})["results"] = json.load(f)
 
+    def _reference(self) -> None:
+        """Train and evaluate the stock model of the ``reference`` stage (its metrics come from its own run)."""
+        self._train("reference")
+        self.summary.setdefault("reference", {})["results"] = last_metrics(self.stage_dir("reference"), raw=True)
+
     def _load_best(self) -> Dict:
         with open(os.path.join(self.stage_dir("search"), "best_arch.json")) as f:
             return json.load(f)
@@ -178,6 +189,12 @@ class Pipeline:
     def write_report(self) -> str:
         """``report.md``: each stage's key numbers and plots."""
         lines = ["# detnas_d2 pipeline report", ""]
+        minutes = {name: info["minutes"] for name, info in self.summary.items() if "minutes" in info}
+        if minutes:
+            lines += ["Stage times of this run (minutes): "
+                      + ", ".join(f"{name} {m:.2f}" for name, m in minutes.items())
+                      + f"; total {sum(minutes.values()):.2f}.", ""]
+        lines += self._comparison()
         for name in STAGES:
             if name not in self.stages:
                 continue
@@ -186,14 +203,35 @@ class Pipeline:
             lines.append(f"- output: `{self.stage_dir(name)}`")
             if "minutes" in info:
                 lines.append(f"- time this run: {info['minutes']} min")
+            lines += self._alarm(name)
             lines += self._stage_numbers(name, info)
             lines.append("")
         path = os.path.join(self.output_dir, "report.md")
-        with open(path + ".tmp", "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(path + ".tmp", path)
+        atomic_write_text(path, "\n".join(lines) + "\n")
         print(f"[pipeline] report written to {path}")
         return path
+
+    def _alarm(self, name: str) -> List[str]:
+        """A loud line for a training stage whose not-learning alarm went off."""
+        path = os.path.join(self.stage_dir(name), ALARM_FILE)
+        if not os.path.isfile(path):
+            return []
+        with open(path) as f:
+            alarm = json.load(f)
+        state = "recovered later" if alarm.get("recovered") else "never recovered"
+        return [f"- **WARNING: NOT LEARNING** at iteration {alarm['iter']} ({state}): {alarm['reason']}"]
+
+    def _comparison(self) -> List[str]:
+        """The searched detector's final AP beside the reference model's, when both ran."""
+        final = self.summary.get("evaluate", {}).get("results", {}).get("bbox", {})
+        reference = self.summary.get("reference", {}).get("results", {}).get("bbox", {})
+        if "AP" not in final or "AP" not in reference:
+            return []
+        ratio = final["AP"] / reference["AP"] if reference["AP"] > 0 else float("nan")
+        return ["| model | bbox AP | AP50 |", "|---|---|---|",
+                f"| searched backbone, retrained (evaluate) | {final['AP']:.2f} | {final.get('AP50', float('nan')):.2f} |",
+                f"| reference (stock detectron2) | {reference['AP']:.2f} | {reference.get('AP50', float('nan')):.2f} |",
+                "", f"Searched / reference AP: {ratio:.2f}.", ""]
 
     def _stage_numbers(self, name: str, info: Dict) -> List[str]:
         if name == "search":
@@ -201,14 +239,15 @@ class Pipeline:
             return [f"- best architecture: `{info.get('best_arch')}`",
                     f"- best fitness: {info.get('best_fitness')}", f"- best costs: {info.get('best_costs')}",
                     f"- progress plot: ![search progress]({os.path.relpath(plot, self.output_dir)})"]
-        if name == "evaluate":
+        if name in ("evaluate", "reference"):
             return [f"- {task}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
                     for task, metrics in info.get("results", {}).items()]
         return [f"- last metrics: {last_metrics(self.stage_dir(name))}"]
 
 
-def last_metrics(output_dir: str) -> Dict:
-    """The evaluation numbers of the last line of ``metrics.json`` that has any (empty if none)."""
+def last_metrics(output_dir: str, raw: bool = False) -> Dict:
+    """The evaluation numbers of the last line of ``metrics.json`` that has any (empty if none): flat
+    ``{"bbox/AP": ...}`` rounded, or with ``raw`` nested by task like ``final_metrics.json``."""
     path = os.path.join(output_dir, "metrics.json")
     if not os.path.isfile(path):
         return {}
@@ -220,7 +259,13 @@ def last_metrics(output_dir: str) -> Dict:
                      if "/" in k and k.split("/")[0] in ("bbox", "classification") and "path" not in k}
             if evals:
                 found = evals
-    return found
+    if not raw:
+        return found
+    nested: Dict[str, Dict[str, float]] = {}
+    for key, value in found.items():
+        task, metric = key.split("/", 1)
+        nested.setdefault(task, {})[metric] = value
+    return nested
 
 
 def main(argv=None) -> None:

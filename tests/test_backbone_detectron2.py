@@ -138,7 +138,8 @@ def test_config_is_idempotent_and_accepts_every_arch_form():
     add_detnas_backbone_config(cfg)
     assert cfg.MODEL.DETNAS.WIDTH_MULT == 0.5
     assert set(cfg.MODEL.DETNAS) == {
-        "SPACE", "ARCH", "WIDTH_MULT", "NORM", "NORM_AFFINE", "BN_MOMENTUM", "STYLE", "OUT_FEATURES"
+        "SPACE", "ARCH", "WIDTH_MULT", "NORM", "NORM_AFFINE", "BN_MOMENTUM", "STYLE", "OUT_FEATURES",
+        "WEIGHT_SHARING", "ZERO_INIT_LAST_NORM",
     }  # fmt: skip
     cfg.MODEL.DETNAS.WIDTH_MULT = 0.25
     cfg.MODEL.DETNAS.NORM = "BN"

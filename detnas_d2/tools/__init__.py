@@ -1,0 +1,1 @@
+"""Command-line studies built on the package (ranking check, searched-vs-random comparison)."""
