@@ -137,7 +137,8 @@ def test_a_second_search_into_a_running_search_folder_fails_naming_the_holder(su
 
 @pytest.mark.parametrize("checkpoint, message", [
     ("", "MODEL.WEIGHTS is empty: the search would score paths of a randomly initialised supernet"),
-    ("stock", r"does not provide \d+ of the \d+ tensors .* no weights of the supernet \(a stock ResNet"),
+    ("stock", r"does not provide \d+ of the \d+ tensors .* no weights of the supernet \(a stock ResNet"
+              r"|backbone tensors do not fit this model: 'backbone\.fpn_lateral2\.weight' is \(16, 64, 1, 1\)"),
     ("wider", "(?i)width"),
 ], ids=["empty", "stock-resnet", "other-width"])
 def test_search_refuses_weights_that_do_not_fit_the_supernet(supernet, tmp_path, monkeypatch, checkpoint, message):

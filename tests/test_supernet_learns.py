@@ -58,6 +58,7 @@ def test_embedded_supernet_fits_a_fixed_batch_with_paths_over_all_positions():
     add_detnas_config(cfg)
     cfg.merge_from_file(SHAPES_CLS_CONFIG)
     cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.DETNAS.WIDTH_MULT = 0.25  # tiny: a quarter of the shipped width
     torch.manual_seed(0)
     model = build_model(cfg).train()
     body = find_detnas_backbone(model).body

@@ -19,6 +19,7 @@ TINY = [
     "MODEL.DETNAS.WIDTH_MULT", "0.25", "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16",
     "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "SOLVER.WEIGHT_DECAY", "0.01", "SOLVER.MOMENTUM", "0.9",
     "SOLVER.WARMUP_ITERS", "0", "SOLVER.BASE_LR", "0.05",
+    "MODEL.DETNAS.WEIGHT_SHARING", "none",  # independent candidates: each one off the path must stay bit-identical
 ]
 CANDIDATE = re.compile(r"\.blocks\.(\d+)\.choices\.(\d+)\.")
 
