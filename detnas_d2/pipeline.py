@@ -3,7 +3,8 @@
     python -m detnas_d2.pipeline --config-file configs/shapes/pipeline.yaml [--num-gpus N] [--output-dir DIR]
 
 Stages: supernet classification pretraining -> detection fine-tuning -> search (+ export) -> retraining of the
-searched architecture -> final evaluation, and optionally ``reference``: a stock detectron2 model trained and
+searched architecture (starting from its weights inherited from the fine-tuned supernet, as the search exported
+them) -> final evaluation, and optionally ``reference``: a stock detectron2 model trained and
 evaluated with its own config, so the report puts the searched detector beside it. Each stage is a ``train_net`` / ``search_net`` run in its own process
 (so every stage gets detectron2's usual logging, ``launch`` and ``--resume``), reading the previous stage's
 checkpoint or searched architecture. A stage whose output exists is skipped; a stage that was killed resumes
@@ -34,11 +35,14 @@ from typing import Dict, List
 import yaml
 
 from .engine.learning_alarm import ALARM_FILE
+from .search.export import WEIGHTS_FILE
 from .space.neck import format_compact_neck_arch
 from .utils.io import atomic_write_text
 
 STAGES = ("pretrain", "finetune", "search", "retrain", "evaluate", "reference")
 FINAL_METRICS = "final_metrics.json"
+#: per stage folder: wall minutes the stage took, summed over interrupted and resumed runs
+STAGE_TIME = "pipeline_stage_time.json"
 
 
 class PipelineError(RuntimeError):
@@ -91,9 +95,20 @@ class Pipeline:
         print(f"[pipeline] {name}: {'resuming' if resuming else 'starting'}\n  {shlex.join(cmd)}", flush=True)
         start = time.time()
         code = subprocess.call(cmd)
+        minutes = self._stage_minutes(name) + (time.time() - start) / 60
+        if os.path.isdir(out):
+            atomic_write_text(os.path.join(out, STAGE_TIME), json.dumps({"minutes": minutes}))
+        print(f"[pipeline] {name}: {'finished' if code == 0 else 'failed'} after {minutes:.2f} min", flush=True)
         if code != 0:
             raise PipelineError(f"stage '{name}' failed (exit code {code}); rerun the pipeline to resume it")
-        self.summary.setdefault(name, {})["minutes"] = round((time.time() - start) / 60, 2)
+
+    def _stage_minutes(self, name: str) -> float:
+        """Wall minutes spent in stage ``name`` over all runs of the pipeline (0 if it never ran)."""
+        path = os.path.join(self.stage_dir(name), STAGE_TIME)
+        if not os.path.isfile(path):
+            return 0.0
+        with open(path) as f:
+            return float(json.load(f)["minutes"])
 
     def _weights(self, name: str) -> str:
         return os.path.join(self.stage_dir(name), "model_final.pth")
@@ -127,13 +142,20 @@ class Pipeline:
         if "retrain" in self.stages:
             if best is None:
                 raise PipelineError("stage 'retrain' needs the 'search' stage (it retrains the searched architecture)")
-            init = self._weights("pretrain") if "pretrain" in self.stages else None
-            self._train("retrain", init, self._arch_opts(best))
+            self._train("retrain", self._retrain_init(), self._arch_opts(best))
         if "evaluate" in self.stages:
             self._evaluate()
         if "reference" in self.stages:
             self._reference()
         self.write_report()
+
+    def _retrain_init(self):
+        """The searched detector's weights inherited from the fine-tuned supernet (the search's export, BN
+        recalibrated); the pretrained supernet where the search exported none (a proxy-task search)."""
+        exported = os.path.join(self.stage_dir("search"), WEIGHTS_FILE)
+        if os.path.isfile(exported):
+            return exported
+        return self._weights("pretrain") if "pretrain" in self.stages else None
 
     def _search(self, supernet: str) -> Dict:
         out = self.stage_dir("search")
@@ -189,9 +211,9 @@ class Pipeline:
     def write_report(self) -> str:
         """``report.md``: each stage's key numbers and plots."""
         lines = ["# detnas_d2 pipeline report", ""]
-        minutes = {name: info["minutes"] for name, info in self.summary.items() if "minutes" in info}
-        if minutes:
-            lines += ["Stage times of this run (minutes): "
+        minutes = {name: self._stage_minutes(name) for name in STAGES if name in self.stages}
+        if any(minutes.values()):
+            lines += ["Stage times (wall minutes, resumed runs added up): "
                       + ", ".join(f"{name} {m:.2f}" for name, m in minutes.items())
                       + f"; total {sum(minutes.values()):.2f}.", ""]
         lines += self._comparison()
@@ -201,8 +223,8 @@ class Pipeline:
             info = self.summary.get(name, {})
             lines.append(f"## {name}")
             lines.append(f"- output: `{self.stage_dir(name)}`")
-            if "minutes" in info:
-                lines.append(f"- time this run: {info['minutes']} min")
+            if self._stage_minutes(name):
+                lines.append(f"- time: {self._stage_minutes(name):.2f} min")
             lines += self._alarm(name)
             lines += self._stage_numbers(name, info)
             lines.append("")

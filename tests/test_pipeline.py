@@ -40,6 +40,8 @@ def write_pipeline(tmp_path, finetune_iters=4):
             "retrain": {"config": os.path.join(shapes, "supernet_fpn.yaml"),
                         "opts": TINY + DETECTION + ["SOLVER.MAX_ITER", 2]},
             "evaluate": {},
+            "reference": {"config": os.path.join(shapes, "faster_rcnn_R18_FPN.yaml"),
+                          "opts": TINY[2:] + DETECTION + ["SOLVER.MAX_ITER", 2]},
         },
     }
     path = tmp_path / "pipeline.yaml"
@@ -63,16 +65,19 @@ def test_pipeline_end_to_end_then_nothing_redone(tmp_path, env):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     out = tmp_path / "out"
     report = (out / "report.md").read_text()
-    for stage in ("pretrain", "finetune", "search", "retrain", "evaluate"):
+    for stage in ("pretrain", "finetune", "search", "retrain", "evaluate", "reference"):
         assert f"## {stage}" in report
     assert "best architecture" in report and "bbox: AP" in report
+    assert "| reference (stock detectron2) |" in report and "Searched / reference AP" in report
+    assert "Stage times (wall minutes" in report and "total" in report
     assert (out / "retrain" / "model_final.pth").is_file() and (out / "evaluate" / "final_metrics.json").is_file()
     mtimes = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file() and p.name != "report.md"}
     second = run_pipeline(path, env)
     assert second.returncode == 0
     assert "starting" not in second.stdout and "resuming" not in second.stdout
-    assert second.stdout.count("done already") == 5
+    assert second.stdout.count("done already") == 6
     assert {p: p.stat().st_mtime for p in mtimes} == mtimes
+    assert (out / "report.md").read_text() == report
 
 
 def test_pipeline_killed_mid_stage_resumes_that_stage(tmp_path, env):

@@ -6,8 +6,9 @@
         [--train-opts SOLVER.MAX_ITER 300 ...]
 
 Architectures (fixed seed): ``--spread`` paths at evenly spaced quantiles of the backbone-FLOPs distribution of
-uniform paths, and ``--band`` paths inside a narrow FLOPs band around the median (so that "bigger is better"
-alone cannot produce the correlation). Each one is
+uniform paths, ``--band`` paths inside a narrow FLOPs band around the median (so that "bigger is better"
+alone cannot produce the correlation), and ``--eval-paths`` of the paths ``train_net.py`` scores when it
+evaluates the supernet (``SUPERNET.EVAL.SEED``), so their stand-alone AP can be set beside the supernet's. Each is
 
 - scored by the supernet exactly as the search scores a candidate (BN recalibrated, ``SEARCH.METRIC`` on
   ``SEARCH.DATASET``), and
@@ -89,8 +90,10 @@ def plot(records: List[Dict], stats: Dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for group, marker in (("spread", "o"), ("band", "s")):
+    for group, marker in (("spread", "o"), ("band", "s"), ("eval", "^")):
         rs = [r for r in records if r["group"] == group]
+        if not rs:
+            continue
         sc = ax.scatter([r["one_shot"] for r in rs], [r["stand_alone"] for r in rs], c=[r["mflops"] for r in rs],
                         marker=marker, cmap="viridis", label=f"{group} ({len(rs)})")
     fig.colorbar(sc, ax=ax, label="backbone MFLOPs")
@@ -115,6 +118,7 @@ def main(argv=None) -> None:
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--spread", type=int, default=8, help="paths spread over the FLOPs range")
     parser.add_argument("--band", type=int, default=6, help="paths within 3%% of the median FLOPs")
+    parser.add_argument("--eval-paths", type=int, default=0, help="also the first N supernet evaluation paths")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-opts", nargs="*", default=[], help="KEY VALUE overrides of the stand-alone runs")
     parser.add_argument("--search-opts", nargs="*", default=[], help="KEY VALUE overrides of the search config")
@@ -129,19 +133,27 @@ def main(argv=None) -> None:
     space = BackboneSearchSpace(node.SPACE)
     flops = lambda arch: backbone_flops(arch, space=node.SPACE, width_mult=node.WIDTH_MULT)  # noqa: E731
     spread, band = choose_architectures(space, flops, args.spread, args.band, args.seed)
-    archs = spread + band
+    eval_rng = random.Random(cfg.SUPERNET.EVAL.SEED)  # the draws of Trainer.eval_paths
+    evaluated = [space.sample(eval_rng) for _ in range(args.eval_paths)]
+    archs = spread + band + evaluated
+    groups = ["spread"] * len(spread) + ["band"] * len(band) + ["eval"] * len(evaluated)
     scores = one_shot_scores(args.search_config, args.supernet, archs, args.search_opts)
     records = []
-    for i, (arch, score) in enumerate(zip(archs, scores)):
+    for i, (arch, score, group) in enumerate(zip(archs, scores, groups)):
         out = os.path.join(os.path.abspath(args.output_dir), f"arch{i:02d}")
-        records.append({"arch": list(arch), "group": "spread" if i < len(spread) else "band",
+        records.append({"arch": list(arch), "group": group,
                         "mflops": flops(arch) / 1e6, "one_shot": score,
                         "stand_alone": stand_alone_ap(args.train_config, args.init, arch, out, args.train_opts)})
         print(f"[ranking] {i + 1}/{len(archs)}: {records[-1]}", flush=True)
     pairs = lambda rs: [(r["one_shot"], r["stand_alone"]) for r in rs]  # noqa: E731
     stats = {"all": correlation(pairs(records)),
              "band": correlation(pairs([r for r in records if r["group"] == "band"])),
-             "flops_vs_stand_alone": correlation([(r["mflops"], r["stand_alone"]) for r in records])}
+             "flops_vs_stand_alone": correlation([(r["mflops"], r["stand_alone"]) for r in records]),
+             "mean_one_shot": sum(r["one_shot"] for r in records) / len(records),
+             "mean_stand_alone": sum(r["stand_alone"] for r in records) / len(records)}
+    if evaluated:
+        stats["eval_paths_mean_stand_alone"] = sum(r["stand_alone"] for r in records if r["group"] == "eval") / len(
+            evaluated)
     atomic_write_text(os.path.join(args.output_dir, "ranking.json"),
                       json.dumps({"stats": stats, "architectures": records}, indent=1))
     plot(records, stats, os.path.join(args.output_dir, "ranking.png"))

@@ -1,0 +1,71 @@
+"""The "not learning" alarm: a flat loss after warm-up is flagged (and recorded for the pipeline's report)."""
+import json
+import math
+import os
+from types import SimpleNamespace
+
+import pytest
+from detectron2.config import get_cfg
+
+from detnas_d2.config import add_detnas_config
+from detnas_d2.engine.learning_alarm import ALARM_FILE, LearningAlarmHook
+from detnas_d2.pipeline import Pipeline
+
+
+class _Storage:
+    def __init__(self):
+        self.loss = None
+
+    def latest(self):
+        return {"total_loss": (self.loss, 0)}
+
+
+def _run(tmp_path, losses, meta="GeneralizedRCNN", **alarm):
+    cfg = add_detnas_config(get_cfg())
+    cfg.MODEL.META_ARCHITECTURE = meta
+    cfg.MODEL.CLASSIFIER.NUM_CLASSES = 5
+    cfg.SOLVER.WARMUP_ITERS = 5
+    cfg.TRAIN_ALARM.WINDOW = 5
+    for key, value in alarm.items():
+        cfg.TRAIN_ALARM[key] = value
+    cfg.OUTPUT_DIR = str(tmp_path)
+    hook = LearningAlarmHook(cfg)
+    storage = _Storage()
+    hook.trainer = SimpleNamespace(storage=storage, iter=0)
+    for i, loss in enumerate(losses):
+        hook.trainer.iter, storage.loss = i, loss
+        hook.after_step()
+    hook.after_train()
+    path = tmp_path / ALARM_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def test_a_classifier_at_the_chance_loss_raises_the_alarm_after_warm_up(tmp_path):
+    alarm = _run(tmp_path, [math.log(5) + 0.01] * 30, meta="SupernetClassifier")
+    assert alarm["iter"] == 9  # START_ITER -1 = 2 x 5 warm-up iterations
+    assert "chance loss ln(K) = 1.609" in alarm["reason"] and alarm["recovered"] is False
+
+
+def test_a_flat_detection_loss_raises_it_and_a_later_drop_is_recorded_as_recovery(tmp_path):
+    alarm = _run(tmp_path, [1.0] * 20 + [0.3] * 10)
+    assert "has not fallen below 0.95 x its starting value 1.000" in alarm["reason"]
+    assert alarm["recovered"] is True
+
+
+def test_a_falling_loss_raises_nothing(tmp_path):
+    assert _run(tmp_path, [1.0 / (1 + i) for i in range(30)]) is None
+    assert not os.path.exists(tmp_path / ALARM_FILE)
+
+
+def test_the_pipeline_report_flags_a_stage_that_did_not_learn(tmp_path):
+    stage = tmp_path / "pretrain"
+    stage.mkdir()
+    _run(stage, [1.0] * 30)
+    pipeline = Pipeline({"stages": {"pretrain": {"config": "x", "opts": []}}}, str(tmp_path), [])
+    report = open(pipeline.write_report()).read()
+    assert "**WARNING: NOT LEARNING** at iteration 9 (never recovered)" in report
+
+
+def test_bad_window_is_named(tmp_path):
+    with pytest.raises(ValueError, match="TRAIN_ALARM.WINDOW must be >= 1"):
+        _run(tmp_path, [], WINDOW=0)
