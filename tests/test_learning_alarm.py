@@ -5,6 +5,7 @@ import os
 from types import SimpleNamespace
 
 import pytest
+import torch
 from detectron2.config import get_cfg
 
 from detnas_d2.config import add_detnas_config
@@ -20,8 +21,9 @@ class _Storage:
         return {"total_loss": (self.loss, 0)}
 
 
-def _run(tmp_path, losses, meta="GeneralizedRCNN", **alarm):
+def _run(tmp_path, losses, meta="GeneralizedRCNN", weights="", **alarm):
     cfg = add_detnas_config(get_cfg())
+    cfg.MODEL.WEIGHTS = weights
     cfg.MODEL.META_ARCHITECTURE = meta
     cfg.MODEL.CLASSIFIER.NUM_CLASSES = 5
     cfg.SOLVER.WARMUP_ITERS = 5
@@ -29,9 +31,11 @@ def _run(tmp_path, losses, meta="GeneralizedRCNN", **alarm):
     for key, value in alarm.items():
         cfg.TRAIN_ALARM[key] = value
     cfg.OUTPUT_DIR = str(tmp_path)
+    os.makedirs(tmp_path, exist_ok=True)
     hook = LearningAlarmHook(cfg)
     storage = _Storage()
-    hook.trainer = SimpleNamespace(storage=storage, iter=0)
+    hook.trainer = SimpleNamespace(storage=storage, iter=0, start_iter=0)
+    hook.before_train()
     for i, loss in enumerate(losses):
         hook.trainer.iter, storage.loss = i, loss
         hook.after_step()
@@ -69,3 +73,11 @@ def test_the_pipeline_report_flags_a_stage_that_did_not_learn(tmp_path):
 def test_bad_window_is_named(tmp_path):
     with pytest.raises(ValueError, match="TRAIN_ALARM.WINDOW must be >= 1"):
         _run(tmp_path, [], WINDOW=0)
+
+
+def test_a_detector_fine_tuned_from_a_whole_detector_is_not_held_to_a_loss_drop(tmp_path):
+    whole, backbone_only = str(tmp_path / "whole.pth"), str(tmp_path / "backbone.pth")
+    torch.save({"model": {"backbone.w": torch.zeros(1), "roi_heads.w": torch.zeros(1)}}, whole)
+    torch.save({"model": {"backbone.w": torch.zeros(1), "classifier_head.w": torch.zeros(1)}}, backbone_only)
+    assert _run(tmp_path / "a", [0.45] * 30, weights=whole) is None
+    assert _run(tmp_path / "b", [0.45] * 30, weights=backbone_only)["iter"] == 9

@@ -5,8 +5,10 @@ else looks normal (the loss is finite, the LR schedule runs, checkpoints are wri
 median training loss of the last ``TRAIN_ALARM.WINDOW`` iterations, once past ``TRAIN_ALARM.START_ITER``, with
 
 - the chance loss ln(K) of a K-class classifier (``loss_cls`` of the SupernetClassifier), and
-- for any model, the median loss of the first window: a loss still at or above ``TRAIN_ALARM.MIN_DROP`` times
-  its starting value has not learned.
+- for any model trained from scratch or from a backbone (not from a checkpoint that already holds its heads, and
+  not resumed), the median loss of the first window: a loss still at or above ``TRAIN_ALARM.MIN_DROP`` times its
+  starting value has not learned. A detector fine-tuned from a whole trained detector starts low and may rightly
+  stay there, so it is only checked against chance where that applies.
 
 The first time either holds it logs a warning and writes ``OUTPUT_DIR/not_learning.json`` (the pipeline's
 report flags the stage); a run that recovers gets ``"recovered": true`` in that file at the end.
@@ -18,6 +20,7 @@ import os
 from statistics import median
 from typing import List, Optional
 
+import torch
 from detectron2.config import CfgNode as CN
 from detectron2.engine import HookBase
 from detectron2.utils import comm
@@ -25,6 +28,8 @@ from detectron2.utils import comm
 from ..utils.io import atomic_write_text
 
 ALARM_FILE = "not_learning.json"
+#: key prefixes of detector heads (two-stage, single-stage, classifier): a checkpoint holding any was trained whole
+HEAD_PREFIXES = ("roi_heads.", "proposal_generator.", "head.", "classifier_head.")
 
 
 def add_train_alarm_config(cfg) -> None:
@@ -36,6 +41,16 @@ def add_train_alarm_config(cfg) -> None:
     cfg.TRAIN_ALARM.START_ITER = -1  # first iteration checked; -1 = 2 x SOLVER.WARMUP_ITERS (at least WINDOW)
     cfg.TRAIN_ALARM.WINDOW = 20  # iterations whose median loss is compared
     cfg.TRAIN_ALARM.MIN_DROP = 0.95  # alarm while median loss >= MIN_DROP x the first window's median loss
+
+
+def holds_trained_heads(weights: str, meta_architecture: str) -> bool:
+    """True if the checkpoint ``weights`` has head weights of the model being trained (its loss starts low)."""
+    if not weights or not os.path.isfile(weights):
+        return False
+    checkpoint = torch.load(weights, map_location="cpu")
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else {}
+    own_heads = ("classifier_head.",) if meta_architecture == "SupernetClassifier" else HEAD_PREFIXES[:3]
+    return any(str(key).startswith(own_heads) for key in state)
 
 
 def chance_loss(cfg) -> Optional[float]:
@@ -56,11 +71,16 @@ class LearningAlarmHook(HookBase):
         start = node.START_ITER if node.START_ITER >= 0 else 2 * cfg.SOLVER.WARMUP_ITERS
         self.start_iter = max(int(start), self.window)
         self.min_drop = float(node.MIN_DROP)
+        self.relative = not holds_trained_heads(cfg.MODEL.WEIGHTS, cfg.MODEL.META_ARCHITECTURE)
         self.chance = chance_loss(cfg)
         self.path = os.path.join(cfg.OUTPUT_DIR, ALARM_FILE)
         self.first: List[float] = []
         self.recent: List[float] = []
         self.raised: Optional[dict] = None
+
+    def before_train(self):
+        if self.trainer.start_iter > 0:  # resumed: the first window seen is not the starting loss
+            self.relative = False
 
     def after_step(self):
         losses = self.trainer.storage.latest()
@@ -80,7 +100,7 @@ class LearningAlarmHook(HookBase):
         if self.chance is not None and current >= self.chance:
             return f"median training loss {current:.3f} is at or above the chance loss ln(K) = {self.chance:.3f}"
         start = median(self.first)
-        if current >= self.min_drop * start:
+        if self.relative and current >= self.min_drop * start:
             return (f"median training loss {current:.3f} has not fallen below {self.min_drop} x its starting value "
                     f"{start:.3f}")
         return None
