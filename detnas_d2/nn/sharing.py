@@ -7,11 +7,12 @@ chance, see the README's supernet section). Kernel sharing keeps the search spac
 architecture but ties their weights, as Single-Path NAS and Once-for-All do for kernel sizes:
 
 - the k3 and k5 candidates are views of the k7 candidate: the same 1x1 convs and norms, and the centre 3x3 /
-  5x5 of its depthwise kernels (main and projection branch);
+  5x5 of its depthwise kernels (main and projection branch); the k7 kernels start with a zero outer ring, so
+  all three compute the same function at first;
 - the Xception-like candidate shares the projection branch (centre 3x3), its first 1x1 (in -> mid) and last
-  1x1 (mid -> out) with their norms, and runs the centre 3x3 of the k7 kernel as its second depthwise conv; its
-  own first and third depthwise convs start as identity kernels and its middle 1x1 as an identity matrix, so it
-  starts close to the k3 candidate.
+  1x1 (mid -> out) with their norms, and runs the centre 3x3 of the k7 kernel (with its norm) as its second
+  depthwise conv; its own first and third depthwise convs start as identity kernels, its middle 1x1 as an
+  identity matrix and the norm before its extra ReLU with a positive bias, so it starts close to the k3 candidate.
 
 Each candidate still appears under its own name in the state dict, with its own shapes (a view saves its
 crop), so fixed networks extract their weights from a sharing supernet exactly as from an independent one.
@@ -28,7 +29,7 @@ WEIGHT_SHARING_MODES = ("none", "kernel")
 #: the candidate that owns the shared weights (the largest kernel)
 OWNER_CHOICE = max(range(len(CHOICE_KERNELS)), key=lambda c: (c != XCEPTION_CHOICE, CHOICE_KERNELS[c]))
 # module indices inside CandidateBlock branches (see blocks.py)
-_MAIN_DW, _PROJ_DW = 3, 0
+_MAIN_DW, _MAIN_DW_NORM, _PROJ_DW = 3, 4, 0
 _MAIN_SHARED = (0, 1, 2, 4, 5, 6, 7)  # 1x1, norm, relu, norm, 1x1, norm, relu of a ShuffleNet main branch
 _X_FIRST_1X1, _X_FIRST_NORM, _X_MID_DW, _X_MID_NORM, _X_MID_1X1, _X_LAST_1X1, _X_LAST_NORM = 2, 3, 5, 6, 7, 12, 13
 _X_MID_1X1_NORM = 8
@@ -111,7 +112,7 @@ def share_kernels(candidates: Dict[str, nn.Module]) -> None:
             source = owner.branch_main
             main[_X_FIRST_1X1], main[_X_FIRST_NORM] = source[0], source[1]
             main[_X_LAST_1X1], main[_X_LAST_NORM] = source[5], source[6]
-            main[_X_MID_DW], main[_X_MID_NORM] = CenterCropDepthwise(source[_MAIN_DW], kernel, 1), source[4]
+            main[_X_MID_DW], main[_X_MID_NORM] = CenterCropDepthwise(source[_MAIN_DW], kernel, 1), source[_MAIN_DW_NORM]
             for index in _X_OWN_DWS:
                 _identity_(main[index])
             _identity_(main[_X_MID_1X1])
