@@ -8,7 +8,8 @@ bbox AP on the held-out search split with detectron2's COCOEvaluator. Candidates
     python search_net.py --config-file ... --overwrite   # start again: the old search moves to OUTPUT_DIR.old-<time>
 
 Writes search_log.jsonl, search_state.json, best_arch.json, search_progress.png, best_config.yaml (and
-best_weights.pth for one-shot searches) into OUTPUT_DIR. Before any file is written, the launching process checks
+best_weights.pth for one-shot searches) into OUTPUT_DIR; SEARCH.STRATEGY nsga2 adds pareto_front.json/.png, and
+``--resume --export-rank K`` on a finished nsga2 search exports front member K without evaluating anything. Before any file is written, the launching process checks
 the config, datasets, supernet weights, cost limits and the folder: a new search never starts where a search is,
 and a resume must match it. It then holds the lock of OUTPUT_DIR for the whole run.
 """
@@ -27,7 +28,18 @@ def build_parser():
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new search where one exists: its files first move to the sibling folder "
                              "OUTPUT_DIR.old-<date>-<time> (nothing is deleted)")
+    parser.add_argument("--export-rank", type=int, default=None, metavar="K",
+                        help="SEARCH.STRATEGY nsga2: export Pareto-front member K (0 = cheapest, see "
+                             "pareto_front.json) instead of the best METRIC; with --resume on a finished search it "
+                             "evaluates nothing and only exports K (same as SEARCH.EXPORT_RANK K)")
     return parser
+
+
+def with_export_rank(args):
+    """``args`` with ``--export-rank K`` turned into the override ``SEARCH.EXPORT_RANK K``."""
+    if args.export_rank is not None:
+        args.opts = list(args.opts) + ["SEARCH.EXPORT_RANK", str(args.export_rank)]
+    return args
 
 
 def check_folder(make_engine, cfg, args) -> None:
@@ -38,7 +50,7 @@ def check_folder(make_engine, cfg, args) -> None:
 
 def cli(argv=None):
     parser = build_parser()
-    args = parse_command_line(parser, argv)
+    args = with_export_rank(parse_command_line(parser, argv))
     if args.resume and args.overwrite:
         parser.error("--resume continues the search in OUTPUT_DIR and --overwrite moves it aside: pass one of them")
     cfg = load_cfg(args)

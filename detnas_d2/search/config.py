@@ -7,7 +7,7 @@ from detectron2.config import CfgNode as CN
 from ..config import declare
 
 #: allowed values of the string-valued keys
-SEARCH_STRATEGIES = ("evolution", "random")
+SEARCH_STRATEGIES = ("evolution", "nsga2", "random")
 FLOPS_MODES = ("backbone", "detector")
 BN_RECALIB_MODES = ("cumulative", "ema")
 SEARCH_SPACES = ("backbone", "neck", "autoaug")
@@ -20,8 +20,12 @@ def add_search_config(cfg: CN) -> None:
     if "SEARCH" not in cfg:
         cfg.SEARCH = CN()
     s = cfg.SEARCH
-    # search strategy: "evolution" (DetNAS/SPOS EA) or "random" (same-budget baseline)
+    # search strategy: "evolution" (DetNAS/SPOS EA), "nsga2" (Pareto front of METRIC vs OBJECTIVE_COST) or "random"
     declare(s, "STRATEGY", "evolution")
+    # cost minimised by "nsga2" next to METRIC: "flops", "params" or any other cost the search computes
+    declare(s, "OBJECTIVE_COST", "flops")
+    # "nsga2": export member K of pareto_front.json (sorted by cost) instead of the best METRIC; -1 = best METRIC
+    declare(s, "EXPORT_RANK", -1)
     # candidates per generation; generation 0 is POPULATION uniform random legal architectures
     declare(s, "POPULATION", 50)
     # number of generations (the initial random one included); budget = POPULATION * GENERATIONS
@@ -139,6 +143,7 @@ def validate_search_config(cfg: CN) -> None:
         _fail("SEARCH.DETECTOR_INPUT_SIZE", size, "must be (height, width) with two positive integers")
     if not isinstance(s.METRIC, str) or not s.METRIC:
         _fail("SEARCH.METRIC", s.METRIC, "must be a non-empty metric name such as 'bbox/AP'")
+    _validate_multi_objective(s)
     if s.SPACE not in SEARCH_SPACES:
         _fail("SEARCH.SPACE", s.SPACE, f"must be one of {SEARCH_SPACES}")
     if not isinstance(s.DATASET, str):
@@ -158,6 +163,16 @@ def validate_search_config(cfg: CN) -> None:
         _fail("SEARCH.BN_RECALIB.MODE", b.MODE, f"must be one of {BN_RECALIB_MODES}")
     if not _is_number(b.MOMENTUM) or not 0.0 < b.MOMENTUM <= 1.0:
         _fail("SEARCH.BN_RECALIB.MOMENTUM", b.MOMENTUM, "must be a number in (0, 1]")
+
+
+def _validate_multi_objective(s: CN) -> None:
+    """Check ``SEARCH.OBJECTIVE_COST`` and ``SEARCH.EXPORT_RANK`` (a front member exists only for "nsga2")."""
+    if not isinstance(s.OBJECTIVE_COST, str) or not s.OBJECTIVE_COST:
+        _fail("SEARCH.OBJECTIVE_COST", s.OBJECTIVE_COST, "must be a cost name such as 'flops' or 'params'")
+    if not _is_int(s.EXPORT_RANK) or s.EXPORT_RANK < -1:
+        _fail("SEARCH.EXPORT_RANK", s.EXPORT_RANK, "must be an integer >= 0 (a front member) or -1 (best METRIC)")
+    if s.EXPORT_RANK >= 0 and s.STRATEGY != "nsga2":
+        _fail("SEARCH.EXPORT_RANK", s.EXPORT_RANK, f"needs SEARCH.STRATEGY 'nsga2' (got {s.STRATEGY!r}); use -1")
 
 
 def _validate_proxy_config(s: CN) -> None:

@@ -29,6 +29,9 @@ Files in ``output_dir`` (none when it is ``None``):
   best_arch.json      best architecture so far (rewritten after every generation; never written while no
                       candidate has a finite fitness, and a search ending so raises NoFiniteFitnessError)
   search_progress.png fitness vs FLOPs coloured by generation, and best-so-far vs candidate index
+  pareto_front.json   multi-objective strategies ("nsga2"): the final front sorted by cost, each member with its
+                      rank (position in that order, what SEARCH.EXPORT_RANK selects), arch, fitness and cost
+  pareto_front.png    the front after every generation, fitness vs cost (with pareto_front.json)
 """
 
 import copy
@@ -48,7 +51,7 @@ from detectron2.config import configurable
 from ..space.base import SearchSpace
 from .config import validate_search_config
 from .constraints import CostConstraints, CostRange, InfeasibleConstraintError, format_cost
-from .plots import plot_search_progress
+from .plots import plot_pareto_fronts, plot_search_progress
 from .state import STATE_FORMAT, CorruptStateError, atomic_write, load_state, save_json_atomic
 from .strategies import CandidateSearchExhausted, SearchStrategy, build_search_strategy
 
@@ -58,6 +61,8 @@ STATE_FILE = "search_state.json"
 LOG_FILE = "search_log.jsonl"
 BEST_FILE = "best_arch.json"
 PLOT_FILE = "search_progress.png"
+FRONT_FILE = "pareto_front.json"
+FRONT_PLOT_FILE = "pareto_front.png"
 
 Evaluator = Callable[[List[Any]], Sequence[Mapping[str, Any]]]
 Broadcast = Callable[[Any], Any]
@@ -114,6 +119,8 @@ class SearchResult:
     topk: List[EvaluatedCandidate]
     history: List[dict] = field(default_factory=list)
     n_evaluated: int = 0
+    #: Pareto front sorted by cost (multi-objective strategies only)
+    front: List[EvaluatedCandidate] = field(default_factory=list)
 
 
 def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> Dict[str, Optional[float]]:
@@ -178,6 +185,7 @@ class SearchEngine:
             raise ValueError(f"eval_batch_size must be an integer >= 1, got {eval_batch_size!r}")
         if not is_main and broadcast is None:
             raise ValueError("is_main=False needs a broadcast callable to receive the candidates from the main rank")
+        strategy.check_costs(sorted((constraints or CostConstraints()).cost_fns))
         self.space = space
         self.strategy = strategy
         self.evaluator = evaluator
@@ -287,6 +295,7 @@ class SearchEngine:
         if self.output_dir is not None:
             self._write_best(result)
             self._write_plot()
+            self._write_front(result, plot=True)
         logger.info(
             "Search finished: %d candidates evaluated; best %s = %s, %s, arch %s",
             result.n_evaluated,
@@ -459,7 +468,8 @@ class SearchEngine:
         """Update the top-k, save, report (log, best_arch.json, plot, callback)."""
         generation = self.strategy.generation
         keys = self._pending
-        self.strategy.update(keys, [self._records[key]["fitness"] for key in keys])
+        records = [self._records[key] for key in keys]
+        self.strategy.update(keys, [r["fitness"] for r in records], [r["costs"] for r in records])
         stats = self._generation_stats(generation, keys)
         self._history.append(stats)
         self._population = keys
@@ -468,7 +478,9 @@ class SearchEngine:
         self._save_state()
         self._log_generation(generation, stats)
         if self.output_dir is not None:
-            self._write_best(self._result())
+            result = self._result()
+            self._write_best(result)
+            self._write_front(result, plot=self.plot_each_generation)
             if self.plot_each_generation:
                 self._write_plot()
         if self.on_generation_end is not None and not self._replay:  # a logged later candidate: reported before
@@ -511,7 +523,9 @@ class SearchEngine:
     def _result(self) -> SearchResult:
         """Current top-k (best first) with the history so far."""
         topk = [self._candidate(key) for key, _ in self.strategy.topk]
-        return SearchResult(best=topk[0], topk=topk, history=list(self._history), n_evaluated=len(self._records))
+        front = [self._candidate(key) for key in self.strategy.front()]
+        return SearchResult(best=topk[0], topk=topk, history=list(self._history), n_evaluated=len(self._records),
+                            front=front)
 
     # ------------------------------------------------------------------ progress reporting
 
@@ -554,6 +568,18 @@ class SearchEngine:
             len(rows),
             table,
         )
+        self._log_front()
+
+    def _log_front(self) -> None:
+        """Log the Pareto front (multi-objective strategies only), by cost: rank, fitness, cost, arch."""
+        keys = self.strategy.front()
+        if not keys:
+            return
+        cost = self.strategy.objective_cost
+        lines = [f"{rank}  {self._records[key]['fitness']}  {format_cost(self._records[key]['costs'][cost])}  {key}"
+                 for rank, key in enumerate(keys)]
+        logger.info("Pareto front of %s vs %s (rank, %s, %s, arch):\n%s", self.metric, cost, self.metric, cost,
+                    "\n".join(lines))
 
     # ------------------------------------------------------------------ files
 
@@ -751,3 +777,22 @@ class SearchEngine:
             limit=self.constraints.limits.get(cost_name),
             metric=self.metric,
         )
+
+    def _write_front(self, result: SearchResult, plot: bool) -> None:
+        """pareto_front.json (and pareto_front.png when ``plot``) of a multi-objective strategy; no-op otherwise."""
+        if not result.front:
+            return
+        cost = self.strategy.objective_cost
+        members = [
+            {"rank": rank, "key": c.key, "arch": c.arch, "fitness": c.fitness, "cost": c.costs[cost],
+             "costs": c.costs, "generation": c.generation, "index": c.index}
+            for rank, c in enumerate(result.front)
+        ]
+        save_json_atomic(
+            self._path(FRONT_FILE),
+            {"metric": self.metric, "cost": cost, "generations_done": self.strategy.generation, "front": members},
+            pretty=True,
+        )
+        if plot:
+            fronts = [[self._records[key] for key in keys] for keys in self.strategy.fronts]
+            plot_pareto_fronts(fronts, list(self._records.values()), self._path(FRONT_PLOT_FILE), cost, self.metric)

@@ -116,8 +116,25 @@ def _run_engine(cfg, make_engine, resume: bool):
             events.close()
 
 
+def export_choice(cfg, result):
+    """The candidate to export: Pareto-front member ``SEARCH.EXPORT_RANK`` (by cost), or the best METRIC for -1."""
+    rank, size = cfg.SEARCH.EXPORT_RANK, len(result.front)
+    if rank < 0:
+        return result.best
+    if rank >= size:
+        raise ValueError(f"cfg.SEARCH.EXPORT_RANK = {rank} is invalid: the Pareto front (pareto_front.json) has "
+                         f"{size} members, so it must be in 0..{size - 1}, or -1 for the best METRIC")
+    return result.front[rank]
+
+
+def export_label(cfg) -> str:
+    """How the exported candidate is named in the log."""
+    rank = cfg.SEARCH.EXPORT_RANK
+    return "best architecture" if rank < 0 else f"Pareto-front member {rank} (by {cfg.SEARCH.OBJECTIVE_COST})"
+
+
 def run_one_shot_search(cfg, resume: bool = False):
-    """Search on the supernet named by ``MODEL.WEIGHTS``; export the best path with its inherited weights."""
+    """Search on the supernet named by ``MODEL.WEIGHTS``; export the best path (or a front member) with its weights."""
     model = require_one_shot(Trainer.build_model(cfg))
     load_supernet_weights(cfg, model)
     evaluator = ShardedEvaluator(cfg, model)
@@ -125,9 +142,10 @@ def run_one_shot_search(cfg, resume: bool = False):
     result = _run_engine(cfg, one_shot_engine(cfg, model, evaluator), resume)
     if result is None:
         return None
-    files = export_best(cfg, model, result.best.arch, evaluator.evaluate_one, cfg.OUTPUT_DIR)
-    logger.info(f"best architecture {result.best.arch}: {cfg.SEARCH.METRIC} = {result.best.fitness}, "
-                f"costs {result.best.costs}; exported {files['config']} and {files['weights']}")
+    chosen = export_choice(cfg, result)
+    files = export_best(cfg, model, chosen.arch, evaluator.evaluate_one, cfg.OUTPUT_DIR)
+    logger.info(f"{export_label(cfg)} {chosen.arch}: {cfg.SEARCH.METRIC} = {chosen.fitness}, "
+                f"costs {chosen.costs}; exported {files['config']} and {files['weights']}")
     return result
 
 
@@ -137,7 +155,8 @@ def run_proxy_search(cfg, resume: bool = False):
     result = _run_engine(cfg, proxy_engine(cfg, ProxyTaskEvaluator(cfg, space), space), resume)
     if result is None:
         return None
-    path = export_proxy_best(cfg, space, result.best.arch, cfg.OUTPUT_DIR)
-    logger.info(f"best candidate {result.best.arch}: {cfg.SEARCH.METRIC} = {result.best.fitness}, "
-                f"costs {result.best.costs}; exported {path} (retrain it: no weights are exported)")
+    chosen = export_choice(cfg, result)
+    path = export_proxy_best(cfg, space, chosen.arch, cfg.OUTPUT_DIR)
+    logger.info(f"{export_label(cfg)} {chosen.arch}: {cfg.SEARCH.METRIC} = {chosen.fitness}, "
+                f"costs {chosen.costs}; exported {path} (retrain it: no weights are exported)")
     return result

@@ -1,4 +1,5 @@
-"""``search_progress.png``: fitness vs cost of every evaluated candidate, and the best-so-far curve.
+"""``search_progress.png``: fitness vs cost of every evaluated candidate, and the best-so-far curve;
+``pareto_front.png``: the Pareto front of every generation of a multi-objective search.
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend switch), so it is
 safe on headless machines and inside processes that use another backend.
@@ -7,6 +8,7 @@ safe on headless machines and inside processes that use another backend.
 import io
 from typing import Mapping, Optional, Sequence
 
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -61,6 +63,37 @@ def plot_search_progress(
     ax_best.set_ylabel(f"best {metric} so far")
     ax_best.set_title("best so far")
 
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write(path, buffer.getvalue())
+
+
+def plot_pareto_fronts(
+    fronts: Sequence[Sequence[Mapping]], records: Sequence[Mapping], path: str, cost_name: str, metric: str
+) -> None:
+    """Write ``pareto_front.png`` to ``path`` (atomically): each generation's front as a step line, fitness vs cost.
+
+    ``fronts``: per generation, its front's records sorted by cost; ``records``: every evaluated candidate (grey).
+    """
+    fig = Figure(figsize=(7.5, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    scored = [r for r in records if r["fitness"] is not None]
+    ax.scatter([r["costs"][cost_name] for r in scored], [r["fitness"] for r in scored], s=10, color="0.75",
+               label="evaluated")
+    colours = colormaps["viridis"]
+    for generation, front in enumerate(fronts):
+        members = [r for r in front if r["fitness"] is not None]
+        last = generation == len(fronts) - 1
+        ax.step([r["costs"][cost_name] for r in members], [r["fitness"] for r in members], where="post",
+                marker="o", markersize=6 if last else 3, linewidth=2 if last else 1,
+                color="tab:red" if last else colours(generation / max(len(fronts) - 1, 1)),
+                label=f"front after generation {generation + 1}" if last or generation == 0 else "_")
+    ax.set_xlabel(f"{cost_name} (lower is better)")
+    ax.set_ylabel(f"{metric} (higher is better)")
+    ax.set_title(f"Pareto front per generation ({len(records)} evaluated)")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     atomic_write(path, buffer.getvalue())

@@ -1,11 +1,12 @@
-"""Search strategies: the DetNAS/SPOS evolutionary algorithm (spec 4.1/4.2) and a same-budget random search.
+"""Search strategies: the DetNAS/SPOS evolutionary algorithm (spec 4.1/4.2), its multi-objective NSGA-II variant
+and a same-budget random search.
 
 A strategy only decides WHICH architectures to evaluate; the engine (``engine.py``) evaluates them,
 owns the memo and the files. The interaction is ask/tell, one generation at a time::
 
     archs = strategy.propose(is_legal)   # is_legal(arch): within cost limits and not evaluated earlier
     ...evaluate...
-    strategy.update(keys, fitnesses)     # merge into the elitist top-k, next generation
+    strategy.update(keys, fitnesses, costs)  # merge into the elitist top-k (NSGA-II: the front), next generation
 
 All randomness comes from the strategy's own ``random.Random(seed)``, whose state is part of
 ``state_dict()`` (plain JSON), so a search is reproducible and resumable.
@@ -14,9 +15,10 @@ All randomness comes from the strategy's own ``random.Random(seed)``, whose stat
 import logging
 import random
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from ..space.base import SearchSpace
+from .pareto import rank_and_crowding, select_survivors
 from .state import rng_state_from_json, rng_state_to_json
 
 logger = logging.getLogger("detnas_d2.search")
@@ -94,8 +96,22 @@ class SearchStrategy:
         """The architectures of the next generation, each one accepted by ``is_legal``."""
         raise NotImplementedError
 
-    def update(self, keys: Sequence[str], fitnesses: Sequence[Optional[float]]) -> None:
-        """Merge the evaluated generation into the top-k (old top-k first, stable sort) and advance."""
+    def front(self) -> List[str]:
+        """Keys of the current Pareto front sorted by cost (multi-objective strategies only; else empty)."""
+        return []
+
+    def check_costs(self, cost_names: Sequence[str]) -> None:
+        """Raise ValueError if the strategy needs a cost the search does not compute."""
+
+    def update(
+        self,
+        keys: Sequence[str],
+        fitnesses: Sequence[Optional[float]],
+        costs: Optional[Sequence[Mapping[str, float]]] = None,
+    ) -> None:
+        """Merge the evaluated generation into the top-k (old top-k first, stable sort) and advance.
+
+        ``costs`` (one dict per key) is used by multi-objective strategies only."""
         if len(keys) != len(fitnesses):
             raise ValueError(f"update got {len(keys)} keys but {len(fitnesses)} fitness values")
         merged, seen = [], set()
@@ -210,15 +226,15 @@ class EvolutionStrategy(SearchStrategy):
     def propose(self, is_legal: IsLegal) -> list:
         if self.generation == 0:
             return self._random_legal(self.population, is_legal)
-        parents = [self.space.decode(key) for key, _ in self.topk]
+        parents = self._parent_pool()
         mutation = self._operator_children(
             self.num_mutation,
-            lambda: self.space.mutate(self.rng.choice(parents), self.rng, self.mutation_prob),
+            lambda: self.space.mutate(self._choose_parent(parents), self.rng, self.mutation_prob),
             is_legal,
         )
         crossover = self._operator_children(
             self.num_crossover,
-            lambda: self.space.crossover(self.rng.choice(parents), self.rng.choice(parents), self.rng),
+            lambda: self.space.crossover(self._choose_parent(parents), self._choose_parent(parents), self.rng),
             is_legal,
         )
         fill = self._random_legal(self.population - len(mutation) - len(crossover), is_legal)
@@ -233,6 +249,14 @@ class EvolutionStrategy(SearchStrategy):
             len(fill),
         )
         return mutation + crossover + fill
+
+    def _parent_pool(self) -> list:
+        """What parents are chosen from: the top-k architectures."""
+        return [self.space.decode(key) for key, _ in self.topk]
+
+    def _choose_parent(self, pool: list) -> Any:
+        """One parent architecture: uniform over the top-k."""
+        return self.rng.choice(pool)
 
     def _operator_children(self, quota: int, make_child: Callable[[], Any], is_legal: IsLegal) -> list:
         """Up to ``quota`` legal children from ``max_tries_factor * quota`` tries (every try counts, as in SPOS)."""
@@ -255,6 +279,74 @@ class RandomSearchStrategy(SearchStrategy):
         return self._random_legal(self.population, is_legal)
 
 
+class NSGA2Strategy(EvolutionStrategy):
+    """NSGA-II over fitness (maximised) and one cost (minimised): evolution's operators, binary-tournament parents
+    by (front, crowding distance), and elitist survival of POPULATION candidates from parents + children."""
+
+    name = "nsga2"
+
+    def __init__(self, space: SearchSpace, *, objective_cost: str, **kwargs):
+        super().__init__(space, **kwargs)
+        if not isinstance(objective_cost, str) or not objective_cost:
+            raise ValueError(f"objective_cost must be a non-empty cost name such as 'flops', got {objective_cost!r}")
+        self.objective_cost = objective_cost
+        #: surviving population as (key, fitness, cost), in selection order
+        self.parents: List[Tuple[str, Optional[float], float]] = []
+        #: keys of the Pareto front after each generation, sorted by cost
+        self.fronts: List[List[str]] = []
+
+    def settings(self) -> dict:
+        return {**super().settings(), "SEARCH.OBJECTIVE_COST": self.objective_cost}
+
+    def check_costs(self, cost_names: Sequence[str]) -> None:
+        if self.objective_cost not in cost_names:
+            raise ValueError(
+                f"cfg.SEARCH.OBJECTIVE_COST = {self.objective_cost!r} is invalid: must be one of the search's costs "
+                f"{sorted(cost_names)}"
+            )
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "parents": [list(p) for p in self.parents], "fronts": self.fronts}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.parents = [(key, fitness, cost) for key, fitness, cost in state["parents"]]
+        self.fronts = [list(front) for front in state["fronts"]]
+
+    def update(self, keys, fitnesses, costs=None) -> None:
+        """Advance the top-k, then keep the POPULATION best of parents + this generation by NSGA-II survival."""
+        if costs is None or len(costs) != len(keys):
+            raise ValueError(f"{self.name} needs one costs dict per key ('{self.objective_cost}' in each)")
+        super().update(keys, fitnesses)
+        pool, seen = [], set()
+        for key, fitness, cost in self.parents + [
+            (k, f, c[self.objective_cost]) for k, f, c in zip(keys, fitnesses, costs)
+        ]:
+            if key not in seen:
+                seen.add(key)
+                pool.append((key, fitness, cost))
+        survivors = select_survivors([(f, c) for _, f, c in pool], self.population)
+        self.parents = [pool[i] for i in survivors]
+        self.fronts.append(self.front())
+
+    def front(self) -> List[str]:
+        """Keys of the surviving population's first front, by cost (ties: higher fitness, then key)."""
+        ranks = rank_and_crowding([(f, c) for _, f, c in self.parents])
+        members = [p for p, (rank, _) in zip(self.parents, ranks) if rank == 0]
+        members.sort(key=lambda p: (p[2], -fitness_sort_key(p[1]), p[0]))
+        return [key for key, _, _ in members]
+
+    def _parent_pool(self) -> list:
+        """The surviving architectures with their crowded-comparison keys (front, crowding distance)."""
+        ranks = rank_and_crowding([(f, c) for _, f, c in self.parents])
+        return [(self.space.decode(key), rank, crowd) for (key, _, _), (rank, crowd) in zip(self.parents, ranks)]
+
+    def _choose_parent(self, pool: list) -> Any:
+        """Binary tournament: the better of two uniform draws (lower front, then larger crowding; tie: the first)."""
+        a, b = self.rng.choice(pool), self.rng.choice(pool)
+        return b[0] if (b[1], -b[2]) < (a[1], -a[2]) else a[0]
+
+
 def build_search_strategy(cfg, space: SearchSpace) -> SearchStrategy:
     """The strategy selected by ``cfg.SEARCH.STRATEGY``, configured from ``cfg.SEARCH``."""
     s = cfg.SEARCH
@@ -265,18 +357,20 @@ def build_search_strategy(cfg, space: SearchSpace) -> SearchStrategy:
         seed=s.SEED,
         max_random_tries=s.MAX_RANDOM_TRIES,
     )
+    evolution = dict(
+        num_mutation=s.NUM_MUTATION,
+        num_crossover=s.NUM_CROSSOVER,
+        mutation_prob=s.MUTATION_PROB,
+        max_tries_factor=s.MAX_TRIES_FACTOR,
+        **common,
+    )
     if s.STRATEGY == EvolutionStrategy.name:
-        return EvolutionStrategy(
-            space,
-            num_mutation=s.NUM_MUTATION,
-            num_crossover=s.NUM_CROSSOVER,
-            mutation_prob=s.MUTATION_PROB,
-            max_tries_factor=s.MAX_TRIES_FACTOR,
-            **common,
-        )
+        return EvolutionStrategy(space, **evolution)
+    if s.STRATEGY == NSGA2Strategy.name:
+        return NSGA2Strategy(space, objective_cost=s.OBJECTIVE_COST, **evolution)
     if s.STRATEGY == RandomSearchStrategy.name:
         return RandomSearchStrategy(space, **common)
     raise ValueError(
         f"cfg.SEARCH.STRATEGY = {s.STRATEGY!r} is invalid: must be one of "
-        f"{(EvolutionStrategy.name, RandomSearchStrategy.name)}"
+        f"{(EvolutionStrategy.name, NSGA2Strategy.name, RandomSearchStrategy.name)}"
     )
