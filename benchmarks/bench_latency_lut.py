@@ -1,0 +1,59 @@
+"""Error of the per-block latency lookup table against measured fixed-subnet latency, over random paths.
+
+Builds the table (each position x choice timed alone on its input shape), then measures the fixed subnet of
+``--paths`` random paths and prints the mean and max relative error of the table's prediction. Pure PyTorch.
+
+    PYTHONPATH=. python benchmarks/bench_latency_lut.py [--device cpu] [--width-mult 0.25] [--size 224] [--paths 20]
+"""
+import argparse
+import random
+
+import torch
+
+from detnas_d2.cost.latency import BlockLatencyTable, LatencyMeasurer, device_key, relative_errors
+from detnas_d2.space.backbone import BackboneSearchSpace, format_architecture, space_layout
+
+
+def parse_args():
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--space", default="small", choices=["small", "large"])
+    parser.add_argument("--width-mult", type=float, default=1.0)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"))
+    parser.add_argument("--paths", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 keeps a loaded machine's timings stable)")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    layout = space_layout(args.space).scaled(args.width_mult)
+    measurer = LatencyMeasurer(args.space, layout, device=args.device, batch_size=args.batch,
+                               input_size=args.size, warmup=args.warmup, runs=args.runs)
+    table = BlockLatencyTable.measure(measurer)
+    print(f"device={device_key(measurer.device)} space={args.space} width={args.width_mult} "
+          f"input={args.batch}x3x{args.size[0]}x{args.size[1]} warmup={args.warmup} runs={args.runs}")
+    print(f"table: stem + {len(table.blocks)} positions x 4 choices, {measurer.num_measured} timed modules")
+    rng = random.Random(args.seed)
+    space = BackboneSearchSpace(args.space)
+    predicted, measured = [], []
+    print(f"{'path':<44} {'measured ms':>12} {'LUT ms':>9} {'rel err':>8}")
+    for _ in range(args.paths):
+        arch = space.sample(rng)
+        measured.append(measurer.measure(arch))
+        predicted.append(table(arch))
+        error = abs(predicted[-1] - measured[-1]) / measured[-1]
+        print(f"{format_architecture(arch):<44} {measured[-1]:12.2f} {predicted[-1]:9.2f} {error:8.3f}")
+    mean_error, max_error = relative_errors(predicted, measured)
+    print(f"LUT relative error over {args.paths} random paths: mean {mean_error:.3f}, max {max_error:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Measured latency of DetNAS backbone paths: timing, a per-device JSON cache, and a per-block lookup table.
+
+What is timed: the FIXED subnet of a path (``ShuffleNetV2Fixed`` with the supernet's widths, eval mode, no grad),
+not the supernet running that path. The fixed network is what gets deployed; the supernet's path pays a
+per-position dispatch (and, with kernel sharing, weight slicing) that a deployed model does not, so timing it
+would rank paths by an overhead that disappears after export. Weights do not affect latency: random init is used.
+
+Pure PyTorch (no detectron2): the lookup-table check runs on a machine that has only torch.
+"""
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from ..nn.blocks import CandidateBlock, build_stem
+from ..nn.norm import norm_factory
+from ..nn.shufflenet import ShuffleNetV2Fixed
+from ..space.backbone import NUM_CHOICES, STAGE_NAMES, BackboneLayout, format_architecture, parse_architecture
+from ..utils.io import atomic_write_text
+
+#: version of the cache file layout; a file of another version is ignored (and rewritten)
+CACHE_VERSION = 1
+
+
+def device_key(device: torch.device) -> str:
+    """A name of the timing device: the GPU model on CUDA, the CPU and its thread count otherwise."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    cpu = platform.processor() or platform.machine() or "cpu"
+    return f"cpu:{cpu}:threads={torch.get_num_threads()}"
+
+
+def shape_key(batch_size: int, height: int, width: int) -> str:
+    """The input-shape part of a cache key, e.g. ``1x3x800x1333``."""
+    return f"{batch_size}x3x{height}x{width}"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work (no-op on CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn: Callable[[], Any], warmup: int, runs: int, device: torch.device) -> float:
+    """Median milliseconds of ``fn()`` over ``runs`` timed calls after ``warmup`` untimed ones."""
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    times = []
+    with torch.no_grad():
+        for index in range(warmup + runs):
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            if index >= warmup:
+                times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+class LatencyMeasurer:
+    """Times fixed subnets (and single blocks) of one layout on one device and input shape.
+
+    ``num_measured`` counts timed networks and blocks: tests use it to prove that a cache was reused.
+    """
+
+    def __init__(self, space: str, layout: BackboneLayout, style: str = "detnas", device="cpu",
+                 batch_size: int = 1, input_size: Sequence[int] = (224, 224), warmup: int = 5, runs: int = 20):
+        self.space, self.layout, self.style = space, layout, style
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.height, self.width = (int(v) for v in input_size)
+        self.warmup, self.runs = int(warmup), int(runs)
+        self.num_measured = 0
+
+    @property
+    def key(self) -> str:
+        """Cache key of this device, input shape and layout."""
+        widths = ",".join(map(str, (self.layout.stem_channels,) + tuple(self.layout.stage_channels)))
+        return f"{device_key(self.device)}|{shape_key(self.batch_size, self.height, self.width)}|widths={widths}"
+
+    def _time(self, module: nn.Module, x: torch.Tensor) -> float:
+        """Median ms of ``module(x)`` in eval mode on this device."""
+        module = module.to(self.device).eval()
+        self.num_measured += 1
+        return median_ms(lambda: module(x), self.warmup, self.runs, self.device)
+
+    def _input(self, channels: int, height: int, width: int) -> torch.Tensor:
+        """A random input of this batch size."""
+        return torch.randn(self.batch_size, channels, height, width, device=self.device)
+
+    def fixed_network(self, arch: Any) -> ShuffleNetV2Fixed:
+        """The fixed subnet of ``arch`` with this layout's widths (stage outputs, no head)."""
+        return ShuffleNetV2Fixed(arch, space=self.space, layout=self.layout, style=self.style,
+                                 out_features=STAGE_NAMES)
+
+    def measure(self, arch: Any) -> float:
+        """Median milliseconds of one forward of the fixed subnet of ``arch``."""
+        return self._time(self.fixed_network(arch), self._input(3, self.height, self.width))
+
+    def block_shapes(self) -> List[Tuple[int, int, int, int, int]]:
+        """``(c_in, c_out, stride, height, width)`` of the input of every block position."""
+        shapes, height, width = [], (self.height + 1) // 2, (self.width + 1) // 2  # after the stride-2 stem
+        for c_in, c_out, stride in self.layout.block_channels():
+            shapes.append((c_in, c_out, stride, height, width))
+            if stride == 2:
+                height, width = (height + 1) // 2, (width + 1) // 2
+        return shapes
+
+    def measure_stem(self) -> float:
+        """Median ms of the stem alone."""
+        stem = build_stem(3, self.layout.stem_channels, norm_factory("BN"), bias=self.style == "detnas")
+        return self._time(stem, self._input(3, self.height, self.width))
+
+    def measure_block(self, choice: int, c_in: int, c_out: int, stride: int, height: int, width: int) -> float:
+        """Median ms of one candidate block on its input shape."""
+        block = CandidateBlock(choice, c_in, c_out, stride, norm_factory("BN"))
+        return self._time(block, self._input(c_in, height, width))
+
+
+def _read_json(path: str) -> Dict[str, Any]:
+    """The cache file's content, or an empty cache if it is missing or of another version."""
+    if not os.path.exists(path):
+        return {"version": CACHE_VERSION, "measured": {}, "tables": {}}
+    with open(path) as f:
+        data = json.load(f)
+    if data.get("version") != CACHE_VERSION:
+        return {"version": CACHE_VERSION, "measured": {}, "tables": {}}
+    return data
+
+
+class LatencyCache:
+    """A JSON file of measured latencies and block tables, keyed per device, input shape and layout.
+
+    Every update rewrites the whole file atomically (temporary file renamed over it), so a killed search never
+    leaves a truncated cache; another run reading the same file reuses every entry of its key.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.data = _read_json(path)
+
+    def _save(self) -> None:
+        """Write the cache atomically."""
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+
+    def get(self, key: str, arch_key: str) -> Optional[float]:
+        """The cached latency of ``arch_key`` under ``key``, or None."""
+        return self.data["measured"].get(key, {}).get(arch_key)
+
+    def put(self, key: str, arch_key: str, value: float) -> None:
+        """Store one measurement and save the file."""
+        self.data["measured"].setdefault(key, {})[arch_key] = value
+        self._save()
+
+    def get_table(self, key: str) -> Optional[Dict[str, Any]]:
+        """The stored block table of ``key``, or None."""
+        return self.data["tables"].get(key)
+
+    def put_table(self, key: str, table: Dict[str, Any]) -> None:
+        """Store a block table and save the file."""
+        self.data["tables"][key] = table
+        self._save()
+
+
+class MeasuredLatency:
+    """Cost function ``arch -> ms``: the fixed subnet measured once per architecture, then read from the cache."""
+
+    def __init__(self, measurer: LatencyMeasurer, cache: LatencyCache):
+        self.measurer, self.cache = measurer, cache
+
+    def __call__(self, arch: Any) -> float:
+        """Cached or freshly measured median ms of ``arch``."""
+        encoding = parse_architecture(arch, space=self.measurer.space).encoding
+        arch_key = format_architecture(encoding)
+        value = self.cache.get(self.measurer.key, arch_key)
+        if value is None:
+            value = self.measurer.measure(encoding)
+            self.cache.put(self.measurer.key, arch_key, value)
+        return value
+
+
+class BlockLatencyTable:
+    """Per position x choice latency (each block timed alone on its input shape) predicting a path's latency.
+
+    Positions with the same block shape share one measurement per choice. Prediction = stem + sum of the
+    chosen blocks: it ignores inter-layer effects (cache reuse, launch overlap), which the error check reports.
+    """
+
+    def __init__(self, stem_ms: float, blocks: Sequence[Sequence[float]], space: str):
+        self.stem_ms = float(stem_ms)
+        self.blocks = [list(map(float, row)) for row in blocks]
+        self.space = space
+
+    @classmethod
+    def measure(cls, measurer: LatencyMeasurer) -> "BlockLatencyTable":
+        """Time the stem and every distinct (block shape, choice) once."""
+        timed: Dict[Tuple[int, ...], float] = {}
+        rows = []
+        for shape in measurer.block_shapes():
+            for choice in range(NUM_CHOICES):
+                if (choice,) + shape not in timed:
+                    timed[(choice,) + shape] = measurer.measure_block(choice, *shape)
+            rows.append([timed[(choice,) + shape] for choice in range(NUM_CHOICES)])
+        return cls(measurer.measure_stem(), rows, measurer.space)
+
+    @classmethod
+    def cached(cls, measurer: LatencyMeasurer, cache: LatencyCache) -> "BlockLatencyTable":
+        """The table of ``measurer``'s key from ``cache``, measured and stored there if missing."""
+        stored = cache.get_table(measurer.key)
+        if stored is not None:
+            return cls(stored["stem_ms"], stored["blocks"], measurer.space)
+        table = cls.measure(measurer)
+        cache.put_table(measurer.key, {"stem_ms": table.stem_ms, "blocks": table.blocks})
+        return table
+
+    def __call__(self, arch: Any) -> float:
+        """Predicted ms of the fixed subnet of ``arch``."""
+        encoding = parse_architecture(arch, space=self.space).encoding
+        return self.stem_ms + sum(row[choice] for row, choice in zip(self.blocks, encoding))
+
+
+def relative_errors(predicted: Sequence[float], measured: Sequence[float]) -> Tuple[float, float]:
+    """(mean, max) of ``|predicted - measured| / measured``."""
+    errors = [abs(p - m) / m for p, m in zip(predicted, measured)]
+    return sum(errors) / len(errors), max(errors)
