@@ -57,17 +57,32 @@ def test_cache_is_keyed_per_input_shape(tmp_path):
     assert len(keys) == 2 and "1x3x32x32" in keys[0] + keys[1] and "2x3x32x48" in keys[0] + keys[1]
 
 
+def test_isolated_table_times_each_block_shape_and_choice_once():
+    measurer = _measurer()
+    table = BlockLatencyTable.measure(measurer, "isolated")
+    distinct = {shape for shape in measurer.block_shapes()}
+    assert measurer.num_measured == 1 + 4 * len(distinct)  # stem + each (shape, choice) once
+    assert len(table.blocks) == 20 and all(len(row) == 4 and min(row) > 0 for row in table.blocks)
+    with pytest.raises(ValueError, match="in_context"):
+        BlockLatencyTable.measure(measurer, "guess")
+
+
 def test_block_table_measured_once_and_predicts_every_path(tmp_path):
     path = str(tmp_path / "latency_cache.json")
     measurer = _measurer()
     table = BlockLatencyTable.cached(measurer, LatencyCache(path))
-    distinct = {shape for shape in measurer.block_shapes()}
-    assert measurer.num_measured == 1 + 4 * len(distinct)  # stem + each (shape, choice) once
+    assert measurer.num_measured == 4  # in context: the four uniform paths, every block timed inside them
     again = _measurer()
     reloaded = BlockLatencyTable.cached(again, LatencyCache(path))
     assert again.num_measured == 0
     for arch in _archs(5):
         assert reloaded(arch) == pytest.approx(table(arch)) and table(arch) > 0
+
+
+def test_min_statistic_gets_its_own_cache_key():
+    assert _measurer().key + "|min" == LatencyMeasurer("small", LAYOUT, input_size=(32, 32), statistic="min").key
+    with pytest.raises(ValueError, match="median"):
+        LatencyMeasurer("small", LAYOUT, statistic="mean")
 
 
 def test_relative_errors():
@@ -88,7 +103,7 @@ LATENCY = ["SEARCH.LATENCY.INPUT_SIZE", "(32, 32)", "SEARCH.LATENCY.WARMUP", "0"
 @pytest.mark.parametrize("mode", ["measure", "lut"])
 def test_search_cost_fns_hold_latency_cached_in_the_search_folder(tmp_path, monkeypatch, mode):
     counted = []
-    for name in ("measure", "measure_block", "measure_stem"):
+    for name in ("measure", "measure_in_context"):
         original = getattr(LatencyMeasurer, name)
         monkeypatch.setattr(LatencyMeasurer, name,
                             lambda self, *a, _f=original, _n=name: counted.append(_n) or _f(self, *a))

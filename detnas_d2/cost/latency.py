@@ -23,6 +23,8 @@ from ..nn.shufflenet import ShuffleNetV2Fixed
 from ..space.backbone import NUM_CHOICES, STAGE_NAMES, BackboneLayout, format_architecture, parse_architecture
 from ..utils.io import atomic_write_text
 
+#: how the timed runs of one measurement are reduced: "median" (the search cost) or "min" (robust to a loaded CPU)
+STATISTICS = {"median": statistics.median, "min": min}
 #: version of the cache file layout; a file of another version is ignored (and rewritten)
 CACHE_VERSION = 1
 
@@ -47,8 +49,8 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_ms(fn: Callable[[], Any], warmup: int, runs: int, device: torch.device) -> float:
-    """Median milliseconds of ``fn()`` over ``runs`` timed calls after ``warmup`` untimed ones."""
+def median_ms(fn: Callable[[], Any], warmup: int, runs: int, device: torch.device, statistic: str = "median") -> float:
+    """Median (or ``statistic``) milliseconds of ``fn()`` over ``runs`` timed calls after ``warmup`` untimed ones."""
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
     times = []
@@ -60,7 +62,7 @@ def median_ms(fn: Callable[[], Any], warmup: int, runs: int, device: torch.devic
             synchronize(device)
             if index >= warmup:
                 times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return STATISTICS[statistic](times)
 
 
 class LatencyMeasurer:
@@ -70,25 +72,30 @@ class LatencyMeasurer:
     """
 
     def __init__(self, space: str, layout: BackboneLayout, style: str = "detnas", device="cpu",
-                 batch_size: int = 1, input_size: Sequence[int] = (224, 224), warmup: int = 5, runs: int = 20):
+                 batch_size: int = 1, input_size: Sequence[int] = (224, 224), warmup: int = 5, runs: int = 20,
+                 statistic: str = "median"):
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic {statistic!r} unknown; allowed: {list(STATISTICS)}")
         self.space, self.layout, self.style = space, layout, style
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.height, self.width = (int(v) for v in input_size)
         self.warmup, self.runs = int(warmup), int(runs)
+        self.statistic = statistic
         self.num_measured = 0
 
     @property
     def key(self) -> str:
         """Cache key of this device, input shape and layout."""
         widths = ",".join(map(str, (self.layout.stem_channels,) + tuple(self.layout.stage_channels)))
-        return f"{device_key(self.device)}|{shape_key(self.batch_size, self.height, self.width)}|widths={widths}"
+        key = f"{device_key(self.device)}|{shape_key(self.batch_size, self.height, self.width)}|widths={widths}"
+        return key if self.statistic == "median" else f"{key}|{self.statistic}"
 
     def _time(self, module: nn.Module, x: torch.Tensor) -> float:
         """Median ms of ``module(x)`` in eval mode on this device."""
         module = module.to(self.device).eval()
         self.num_measured += 1
-        return median_ms(lambda: module(x), self.warmup, self.runs, self.device)
+        return median_ms(lambda: module(x), self.warmup, self.runs, self.device, self.statistic)
 
     def _input(self, channels: int, height: int, width: int) -> torch.Tensor:
         """A random input of this batch size."""
@@ -112,6 +119,21 @@ class LatencyMeasurer:
                 height, width = (height + 1) // 2, (width + 1) // 2
         return shapes
 
+    def measure_in_context(self, choice: int) -> Tuple[float, List[float]]:
+        """Median ms of the stem and of every block inside full forwards of the uniform path ``choice``."""
+        net = self.fixed_network([choice] * self.layout.num_blocks).to(self.device).eval()
+        x = self._input(3, self.height, self.width)
+        samples: List[List[float]] = [[] for _ in range(self.layout.num_blocks + 1)]
+        self.num_measured += 1
+        with torch.no_grad():
+            for index in range(self.warmup + self.runs):
+                times = _timed_forward(net, x, choice, self.device)
+                if index >= self.warmup:
+                    for column, value in zip(samples, times):
+                        column.append(value)
+        medians = [STATISTICS[self.statistic](column) for column in samples]
+        return medians[0], medians[1:]
+
     def measure_stem(self) -> float:
         """Median ms of the stem alone."""
         stem = build_stem(3, self.layout.stem_channels, norm_factory("BN"), bias=self.style == "detnas")
@@ -121,6 +143,20 @@ class LatencyMeasurer:
         """Median ms of one candidate block on its input shape."""
         block = CandidateBlock(choice, c_in, c_out, stride, norm_factory("BN"))
         return self._time(block, self._input(c_in, height, width))
+
+
+def _timed_forward(net: ShuffleNetV2Fixed, x: torch.Tensor, choice: int, device: torch.device) -> List[float]:
+    """Milliseconds of the stem and of each block during one forward of a uniform-path network."""
+    times = []
+    synchronize(device)
+    start = time.perf_counter()
+    for module in [net.stem] + list(net.blocks):
+        x = module(x) if module is net.stem else module(x, choice)
+        synchronize(device)
+        end = time.perf_counter()
+        times.append((end - start) * 1e3)
+        start = end
+    return times
 
 
 def _read_json(path: str) -> Dict[str, Any]:
@@ -187,11 +223,16 @@ class MeasuredLatency:
         return value
 
 
-class BlockLatencyTable:
-    """Per position x choice latency (each block timed alone on its input shape) predicting a path's latency.
+#: how a block table is measured: inside full forwards of the 4 uniform paths, or each block alone
+TABLE_METHODS = ("in_context", "isolated")
 
-    Positions with the same block shape share one measurement per choice. Prediction = stem + sum of the
-    chosen blocks: it ignores inter-layer effects (cache reuse, launch overlap), which the error check reports.
+
+class BlockLatencyTable:
+    """Per position x choice latency predicting a path's latency as stem + the sum of its blocks.
+
+    "in_context" (default) times every block inside full forwards of the uniform paths 0000..., 1111..., etc.,
+    so each entry pays the cache state a real forward leaves (4 networks timed). "isolated" times each distinct
+    (block shape, choice) alone, repeatedly on one input: its data stay in cache, so it underestimates on CPU.
     """
 
     def __init__(self, stem_ms: float, blocks: Sequence[Sequence[float]], space: str):
@@ -200,8 +241,18 @@ class BlockLatencyTable:
         self.space = space
 
     @classmethod
-    def measure(cls, measurer: LatencyMeasurer) -> "BlockLatencyTable":
-        """Time the stem and every distinct (block shape, choice) once."""
+    def measure(cls, measurer: LatencyMeasurer, method: str = "in_context") -> "BlockLatencyTable":
+        """Time the table by ``method`` (one of :data:`TABLE_METHODS`)."""
+        if method == "isolated":
+            return cls.measure_isolated(measurer)
+        if method != "in_context":
+            raise ValueError(f"block table method {method!r} unknown; allowed: {list(TABLE_METHODS)}")
+        stems, columns = zip(*(measurer.measure_in_context(choice) for choice in range(NUM_CHOICES)))
+        return cls(statistics.median(stems), [list(row) for row in zip(*columns)], measurer.space)
+
+    @classmethod
+    def measure_isolated(cls, measurer: LatencyMeasurer) -> "BlockLatencyTable":
+        """Time the stem and every distinct (block shape, choice) once, each block alone."""
         timed: Dict[Tuple[int, ...], float] = {}
         rows = []
         for shape in measurer.block_shapes():
