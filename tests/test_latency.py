@@ -79,10 +79,13 @@ def test_block_table_measured_once_and_predicts_every_path(tmp_path):
         assert reloaded(arch) == pytest.approx(table(arch)) and table(arch) > 0
 
 
-def test_min_statistic_gets_its_own_cache_key():
+def test_statistic_and_clock_get_their_own_cache_keys():
     assert _measurer().key + "|min" == LatencyMeasurer("small", LAYOUT, input_size=(32, 32), statistic="min").key
+    assert _measurer().key + "|clock=cpu" == LatencyMeasurer("small", LAYOUT, input_size=(32, 32), clock="cpu").key
     with pytest.raises(ValueError, match="median"):
         LatencyMeasurer("small", LAYOUT, statistic="mean")
+    with pytest.raises(ValueError, match="wall"):
+        LatencyMeasurer("small", LAYOUT, clock="gpu")
 
 
 def test_relative_errors():
@@ -97,7 +100,8 @@ def _cfg(tmp_path, *extra):
     return cfg
 
 
-LATENCY = ["SEARCH.LATENCY.INPUT_SIZE", "(32, 32)", "SEARCH.LATENCY.WARMUP", "0", "SEARCH.LATENCY.RUNS", "1"]
+LATENCY = ["SEARCH.LATENCY.INPUT_SIZE", "(32, 32)", "SEARCH.LATENCY.WARMUP", "0", "SEARCH.LATENCY.RUNS", "1",
+           "SEARCH.LATENCY.CLOCK", "cpu"]
 
 
 @pytest.mark.parametrize("mode", ["measure", "lut"])
@@ -124,6 +128,7 @@ def test_search_cost_fns_hold_latency_cached_in_the_search_folder(tmp_path, monk
     (["SEARCH.LATENCY.LIMIT", "5.0"], "SEARCH.LATENCY.LIMIT"),
     (["SEARCH.LATENCY.MODE", "lut", "SEARCH.LATENCY.RUNS", "0"], "SEARCH.LATENCY.RUNS"),
     (["SEARCH.LATENCY.MODE", "lut", "SEARCH.LATENCY.INPUT_SIZE", "(32,)"], "SEARCH.LATENCY.INPUT_SIZE"),
+    (["SEARCH.LATENCY.MODE", "lut", "SEARCH.LATENCY.CLOCK", "gpu"], "SEARCH.LATENCY.CLOCK"),
 ])
 def test_invalid_latency_keys_name_the_key(tmp_path, extra, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):

@@ -25,6 +25,9 @@ from ..utils.io import atomic_write_text
 
 #: how the timed runs of one measurement are reduced: "median" (the search cost) or "min" (robust to a loaded CPU)
 STATISTICS = {"median": statistics.median, "min": min}
+#: timers: "wall" (elapsed time; the only one valid on CUDA) or "cpu" (process CPU time: on a CPU shared with other
+#: jobs it leaves out the time this process waits for a core, which wall-clock medians include)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 #: version of the cache file layout; a file of another version is ignored (and rewritten)
 CACHE_VERSION = 1
 
@@ -49,19 +52,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_ms(fn: Callable[[], Any], warmup: int, runs: int, device: torch.device, statistic: str = "median") -> float:
-    """Median (or ``statistic``) milliseconds of ``fn()`` over ``runs`` timed calls after ``warmup`` untimed ones."""
+def median_ms(fn: Callable[[], Any], warmup: int, runs: int, device: torch.device, statistic: str = "median",
+              clock: str = "wall") -> float:
+    """Median (or ``statistic``) ms of ``fn()`` on ``clock`` over ``runs`` timed calls after ``warmup`` untimed ones."""
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
-    times = []
+    times, now = [], CLOCKS[clock]
     with torch.no_grad():
         for index in range(warmup + runs):
             synchronize(device)
-            start = time.perf_counter()
+            start = now()
             fn()
             synchronize(device)
             if index >= warmup:
-                times.append((time.perf_counter() - start) * 1e3)
+                times.append((now() - start) * 1e3)
     return STATISTICS[statistic](times)
 
 
@@ -73,15 +77,17 @@ class LatencyMeasurer:
 
     def __init__(self, space: str, layout: BackboneLayout, style: str = "detnas", device="cpu",
                  batch_size: int = 1, input_size: Sequence[int] = (224, 224), warmup: int = 5, runs: int = 20,
-                 statistic: str = "median"):
+                 statistic: str = "median", clock: str = "wall"):
         if statistic not in STATISTICS:
             raise ValueError(f"statistic {statistic!r} unknown; allowed: {list(STATISTICS)}")
+        if clock not in CLOCKS or (clock == "cpu" and torch.device(device).type == "cuda"):
+            raise ValueError(f"clock {clock!r} invalid on {device}; allowed: 'wall' on CUDA, {list(CLOCKS)} on CPU")
         self.space, self.layout, self.style = space, layout, style
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.height, self.width = (int(v) for v in input_size)
         self.warmup, self.runs = int(warmup), int(runs)
-        self.statistic = statistic
+        self.statistic, self.clock = statistic, clock
         self.num_measured = 0
 
     @property
@@ -89,13 +95,14 @@ class LatencyMeasurer:
         """Cache key of this device, input shape and layout."""
         widths = ",".join(map(str, (self.layout.stem_channels,) + tuple(self.layout.stage_channels)))
         key = f"{device_key(self.device)}|{shape_key(self.batch_size, self.height, self.width)}|widths={widths}"
-        return key if self.statistic == "median" else f"{key}|{self.statistic}"
+        key = key if self.statistic == "median" else f"{key}|{self.statistic}"
+        return key if self.clock == "wall" else f"{key}|clock={self.clock}"
 
     def _time(self, module: nn.Module, x: torch.Tensor) -> float:
         """Median ms of ``module(x)`` in eval mode on this device."""
         module = module.to(self.device).eval()
         self.num_measured += 1
-        return median_ms(lambda: module(x), self.warmup, self.runs, self.device, self.statistic)
+        return median_ms(lambda: module(x), self.warmup, self.runs, self.device, self.statistic, self.clock)
 
     def _input(self, channels: int, height: int, width: int) -> torch.Tensor:
         """A random input of this batch size."""
@@ -127,7 +134,7 @@ class LatencyMeasurer:
         self.num_measured += 1
         with torch.no_grad():
             for index in range(self.warmup + self.runs):
-                times = _timed_forward(net, x, choice, self.device)
+                times = _timed_forward(net, x, choice, self.device, CLOCKS[self.clock])
                 if index >= self.warmup:
                     for column, value in zip(samples, times):
                         column.append(value)
@@ -145,15 +152,16 @@ class LatencyMeasurer:
         return self._time(block, self._input(c_in, height, width))
 
 
-def _timed_forward(net: ShuffleNetV2Fixed, x: torch.Tensor, choice: int, device: torch.device) -> List[float]:
-    """Milliseconds of the stem and of each block during one forward of a uniform-path network."""
+def _timed_forward(net: ShuffleNetV2Fixed, x: torch.Tensor, choice: int, device: torch.device,
+                   now: Callable[[], float]) -> List[float]:
+    """Milliseconds (on the clock ``now``) of the stem and of each block during one forward of a uniform path."""
     times = []
     synchronize(device)
-    start = time.perf_counter()
+    start = now()
     for module in [net.stem] + list(net.blocks):
         x = module(x) if module is net.stem else module(x, choice)
         synchronize(device)
-        end = time.perf_counter()
+        end = now()
         times.append((end - start) * 1e3)
         start = end
     return times

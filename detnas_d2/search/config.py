@@ -13,6 +13,7 @@ BN_RECALIB_MODES = ("cumulative", "ema")
 SEARCH_SPACES = ("backbone", "neck", "autoaug")
 SEARCH_EVALUATORS = ("one_shot", "proxy")
 LATENCY_MODES = ("off", "measure", "lut")
+LATENCY_CLOCKS = ("wall", "cpu")
 
 
 
@@ -116,6 +117,8 @@ def _add_latency_config(s: CN) -> None:
     declare(lat, "WARMUP", 5)
     # timed forwards; the cost is their median
     declare(lat, "RUNS", 20)
+    # "wall" (elapsed time) or "cpu" (process CPU time, CPU devices only: ignores waiting for a core on a shared CPU)
+    declare(lat, "CLOCK", "wall")
     # cache file of measurements and block tables, relative to OUTPUT_DIR (keyed per device, input shape and widths)
     declare(lat, "CACHE_FILE", "latency_cache.json")
 
@@ -225,6 +228,8 @@ def _validate_latency_config(s: CN) -> None:
         len(size) != 0 and (len(size) != 2 or not all(_is_int(v) and v > 0 for v in size))
     ):
         _fail("SEARCH.LATENCY.INPUT_SIZE", size, "must be (height, width) with two positive integers, or ()")
+    if lat.CLOCK not in LATENCY_CLOCKS:
+        _fail("SEARCH.LATENCY.CLOCK", lat.CLOCK, f"must be one of {LATENCY_CLOCKS}")
     if not isinstance(lat.DEVICE, str):
         _fail("SEARCH.LATENCY.DEVICE", lat.DEVICE, "must be a torch device name such as 'cuda' or 'cpu', or ''")
     if not isinstance(lat.CACHE_FILE, str) or not lat.CACHE_FILE:

@@ -13,7 +13,8 @@ def latency_measurer(cfg, body) -> LatencyMeasurer:
     lat = cfg.SEARCH.LATENCY
     size = tuple(lat.INPUT_SIZE) or tuple(cfg.SEARCH.DETECTOR_INPUT_SIZE)
     return LatencyMeasurer(body.space, body.layout, style=body.style, device=lat.DEVICE or cfg.MODEL.DEVICE,
-                           batch_size=lat.BATCH_SIZE, input_size=size, warmup=lat.WARMUP, runs=lat.RUNS)
+                           batch_size=lat.BATCH_SIZE, input_size=size, warmup=lat.WARMUP, runs=lat.RUNS,
+                           clock=lat.CLOCK)
 
 
 def latency_cache(cfg) -> LatencyCache:
