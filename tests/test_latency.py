@@ -139,3 +139,21 @@ def test_proxy_search_rejects_latency(tmp_path):
     cfg = _cfg(tmp_path, "SEARCH.LATENCY.MODE", "measure", "SEARCH.EVALUATOR", "proxy")
     with pytest.raises(ValueError, match=r"SEARCH\.LATENCY\.MODE"):
         build_proxy_cost_fns(cfg, BackboneSearchSpace("small"))
+
+
+def test_search_engine_keeps_candidates_under_the_latency_limit(tmp_path):
+    from detnas_d2.search.engine import SearchEngine
+    from tests.test_search_strategies import CountingEvaluator, ToySpace  # 20 genes x 4 choices: small-space paths
+
+    table = BlockLatencyTable.measure(_measurer())
+    limit = sorted(table(arch) for arch in _archs(21, seed=1))[10]  # the median path's predicted latency
+    cfg = _cfg(tmp_path, "SEARCH.LATENCY.MODE", "lut", "SEARCH.LATENCY.LIMIT", str(limit), "SEARCH.FLOPS_LIMIT", "0.0",
+               "SEARCH.POPULATION", "6", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "2", "SEARCH.NUM_MUTATION", "2",
+               "SEARCH.NUM_CROSSOVER", "2")
+    engine = SearchEngine(cfg, ToySpace(), CountingEvaluator(ToySpace()), cost_fns={"latency": table},
+                          plot_each_generation=False)
+    engine.run()
+    with open(tmp_path / "search_log.jsonl") as f:
+        logged = [json.loads(line) for line in f]
+    costs = [entry["costs"]["latency"] for entry in logged if "costs" in entry]
+    assert costs and all(value <= limit for value in costs)
