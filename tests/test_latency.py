@@ -115,7 +115,9 @@ def test_search_cost_fns_hold_latency_cached_in_the_search_folder(tmp_path, monk
     validate_search_config(cfg)
     model = Trainer.build_model(cfg)
     archs = _archs(2)
-    values = [build_cost_fns(cfg, model)[0]["latency"](arch) for arch in archs]
+    latency = build_cost_fns(cfg, model)[0]["latency"]
+    assert counted == [] and os.listdir(tmp_path) == []  # building the costs (pre-flight) times and writes nothing
+    values = [latency(arch) for arch in archs]
     assert counted and os.path.exists(tmp_path / "latency_cache.json")
     del counted[:]
     cost_fns, cost_range = build_cost_fns(cfg, model)  # second run over the same folder

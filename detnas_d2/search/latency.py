@@ -22,6 +22,21 @@ def latency_cache(cfg) -> LatencyCache:
     return LatencyCache(os.path.join(cfg.OUTPUT_DIR, cfg.SEARCH.LATENCY.CACHE_FILE))
 
 
+class LazyBlockTable:
+    """The cached block table, loaded or measured at the first prediction: building the cost functions (e.g. in
+    the pre-flight checks of a run that may be refused) times nothing and writes no file."""
+
+    def __init__(self, measurer: LatencyMeasurer, cache: LatencyCache):
+        self.measurer, self.cache = measurer, cache
+        self.table = None
+
+    def __call__(self, arch) -> float:
+        """Predicted ms of ``arch``'s fixed subnet."""
+        if self.table is None:
+            self.table = BlockLatencyTable.cached(self.measurer, self.cache)
+        return self.table(arch)
+
+
 def build_latency_cost(cfg, body):
     """``arch -> ms`` per ``SEARCH.LATENCY.MODE``: "measure" times each path once, "lut" sums block latencies."""
     mode = cfg.SEARCH.LATENCY.MODE
@@ -29,5 +44,5 @@ def build_latency_cost(cfg, body):
     if mode == "measure":
         return MeasuredLatency(measurer, cache)
     if mode == "lut":
-        return BlockLatencyTable.cached(measurer, cache)
+        return LazyBlockTable(measurer, cache)
     raise ValueError(f"cfg.SEARCH.LATENCY.MODE = {mode!r} has no latency cost: use 'measure' or 'lut'")
