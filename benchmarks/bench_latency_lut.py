@@ -1,8 +1,9 @@
 """Error of the per-block latency lookup table against measured fixed-subnet latency, over random paths.
 
 Builds the table (each position x choice timed inside full forwards, or alone with ``--method isolated``), then
-measures the fixed subnet of ``--paths`` random paths and prints the mean and max relative error of the table's prediction; ``--repeat`` re-measures every
-path to show how much two measurements of the same path differ on this machine. Pure PyTorch.
+measures the fixed subnet of ``--paths`` random paths and prints the mean and max relative error of the table's
+prediction; ``--repeat`` re-measures every path to show how much two measurements of the same path differ on
+this machine. Pure PyTorch.
 
     PYTHONPATH=. python benchmarks/bench_latency_lut.py [--device cpu] [--width-mult 0.5] [--size 224 224] [--paths 20]
         [--method in_context|isolated] [--stat median|min]
@@ -37,7 +38,7 @@ def parse_args():
                         help="'cpu' = process CPU time: leaves out waiting for a core on a shared CPU")
     parser.add_argument("--repeat", action="store_true", help="re-measure every path to show the timing noise floor")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 keeps a loaded machine's timings stable)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 keeps timings stable)")
     return parser.parse_args()
 
 
@@ -51,7 +52,8 @@ def main():
                                statistic=args.stat, clock=args.clock)
     table = BlockLatencyTable.measure(measurer, args.method)
     print(f"device={device_key(measurer.device)} space={args.space} width={args.width_mult} "
-          f"input={args.batch}x3x{args.size[0]}x{args.size[1]} warmup={args.warmup} runs={args.runs} stat={args.stat} clock={args.clock}")
+          f"input={args.batch}x3x{args.size[0]}x{args.size[1]} warmup={args.warmup} runs={args.runs} "
+          f"stat={args.stat} clock={args.clock}")
     print(f"table ({args.method}): stem + {len(table.blocks)} positions x 4 choices, "
           f"{measurer.num_measured} timed networks/modules")
     rng = random.Random(args.seed)
