@@ -88,6 +88,15 @@ def test_statistic_and_clock_get_their_own_cache_keys():
         LatencyMeasurer("small", LAYOUT, clock="gpu")
 
 
+def test_unreadable_cache_names_the_file(tmp_path):
+    path = tmp_path / "latency_cache.json"
+    path.write_text('{"version": 1, "meas')
+    with pytest.raises(ValueError, match="latency_cache.json is not valid JSON"):
+        LatencyCache(str(path))
+    path.write_text('{"version": 0, "measured": {"k": {"a": 1.0}}}')  # another layout version: starts empty
+    assert LatencyCache(str(path)).get("k", "a") is None
+
+
 def test_relative_errors():
     assert relative_errors([1.0, 3.0], [2.0, 2.0]) == (0.5, 0.5)
     assert relative_errors([2.0, 3.0], [2.0, 2.0]) == (0.25, 0.5)

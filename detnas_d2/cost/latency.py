@@ -172,8 +172,11 @@ def _read_json(path: str) -> Dict[str, Any]:
     if not os.path.exists(path):
         return {"version": CACHE_VERSION, "measured": {}, "tables": {}}
     with open(path) as f:
-        data = json.load(f)
-    if data.get("version") != CACHE_VERSION:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"latency cache {path} is not valid JSON ({error}); delete it to re-measure") from None
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
         return {"version": CACHE_VERSION, "measured": {}, "tables": {}}
     return data
 
