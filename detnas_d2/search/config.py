@@ -12,6 +12,8 @@ FLOPS_MODES = ("backbone", "detector")
 BN_RECALIB_MODES = ("cumulative", "ema")
 SEARCH_SPACES = ("backbone", "neck", "autoaug")
 SEARCH_EVALUATORS = ("one_shot", "proxy")
+LATENCY_MODES = ("off", "measure", "lut")
+LATENCY_CLOCKS = ("wall", "cpu")
 
 
 
@@ -86,6 +88,7 @@ def add_search_config(cfg: CN) -> None:
         s.NECK = CN()
     # merging cells per searched NAS-FPN block (paper 7; the last 5 are the P3-P7 output cells)
     declare(s.NECK, "NUM_CELLS", 7)
+    _add_latency_config(s)
     if "BN_RECALIB" not in s:
         s.BN_RECALIB = CN()
     b = s.BN_RECALIB
@@ -97,6 +100,31 @@ def add_search_config(cfg: CN) -> None:
     declare(b, "MODE", "cumulative")
     # BN momentum used when MODE == "ema" (PyTorch convention, DetNAS 0.1)
     declare(b, "MOMENTUM", 0.1)
+
+
+def _add_latency_config(s: CN) -> None:
+    """Declare ``SEARCH.LATENCY.*``: the measured-latency cost "latency" (milliseconds) of a one-shot backbone."""
+    if "LATENCY" not in s:
+        s.LATENCY = CN()
+    lat = s.LATENCY
+    # "off" (no latency cost), "measure" (time each candidate's fixed subnet once, cached) or "lut" (per-block table)
+    declare(lat, "MODE", "off")
+    # upper latency limit in milliseconds for a legal candidate; 0 = no limit (needs MODE != "off" when > 0)
+    declare(lat, "LIMIT", 0.0)
+    # timing device; "" = MODEL.DEVICE
+    declare(lat, "DEVICE", "")
+    # images per timed forward
+    declare(lat, "BATCH_SIZE", 1)
+    # (height, width) of the timed input; () = SEARCH.DETECTOR_INPUT_SIZE
+    declare(lat, "INPUT_SIZE", ())
+    # untimed forwards before the timed ones
+    declare(lat, "WARMUP", 5)
+    # timed forwards; the cost is their median
+    declare(lat, "RUNS", 20)
+    # "wall" (elapsed time) or "cpu" (process CPU time, CPU devices only: ignores waiting for a core on a shared CPU)
+    declare(lat, "CLOCK", "wall")
+    # cache file of measurements and block tables, relative to OUTPUT_DIR (keyed per device, input shape and widths)
+    declare(lat, "CACHE_FILE", "latency_cache.json")
 
 
 def _is_int(value) -> bool:
@@ -154,6 +182,7 @@ def validate_search_config(cfg: CN) -> None:
         _fail("SEARCH.EVALUATOR", s.EVALUATOR,
               "SEARCH.SPACE 'autoaug' needs 'proxy' (augmentation policies have no supernet)")
     _validate_proxy_config(s)
+    _validate_latency_config(s)
     b = s.BN_RECALIB
     if not _is_int(b.NUM_BATCHES) or b.NUM_BATCHES < 0:
         _fail("SEARCH.BN_RECALIB.NUM_BATCHES", b.NUM_BATCHES, "must be an integer >= 0 (0 = no recalibration)")
@@ -195,3 +224,28 @@ def _validate_proxy_config(s: CN) -> None:
             _fail(f"SEARCH.AUTOAUG.{key}", s.AUTOAUG[key], "must be an integer >= 1")
     if not _is_int(s.NECK.NUM_CELLS) or s.NECK.NUM_CELLS < 5:
         _fail("SEARCH.NECK.NUM_CELLS", s.NECK.NUM_CELLS, "must be an integer >= 5 (the last 5 cells output P3-P7)")
+
+
+def _validate_latency_config(s: CN) -> None:
+    """Check ``SEARCH.LATENCY``: mode, limit, timing schedule, input size and cache file."""
+    lat = s.LATENCY
+    if lat.MODE not in LATENCY_MODES:
+        _fail("SEARCH.LATENCY.MODE", lat.MODE, f"must be one of {LATENCY_MODES}")
+    if not _is_number(lat.LIMIT) or lat.LIMIT < 0:
+        _fail("SEARCH.LATENCY.LIMIT", lat.LIMIT, "must be a number >= 0 in milliseconds (0 = no limit)")
+    if lat.LIMIT > 0 and lat.MODE == "off":
+        _fail("SEARCH.LATENCY.LIMIT", lat.LIMIT, "needs SEARCH.LATENCY.MODE 'measure' or 'lut' (it is 'off')")
+    for key, low in (("BATCH_SIZE", 1), ("RUNS", 1), ("WARMUP", 0)):
+        if not _is_int(lat[key]) or lat[key] < low:
+            _fail(f"SEARCH.LATENCY.{key}", lat[key], f"must be an integer >= {low}")
+    size = lat.INPUT_SIZE
+    if not isinstance(size, (list, tuple)) or (
+        len(size) != 0 and (len(size) != 2 or not all(_is_int(v) and v > 0 for v in size))
+    ):
+        _fail("SEARCH.LATENCY.INPUT_SIZE", size, "must be (height, width) with two positive integers, or ()")
+    if lat.CLOCK not in LATENCY_CLOCKS:
+        _fail("SEARCH.LATENCY.CLOCK", lat.CLOCK, f"must be one of {LATENCY_CLOCKS}")
+    if not isinstance(lat.DEVICE, str):
+        _fail("SEARCH.LATENCY.DEVICE", lat.DEVICE, "must be a torch device name such as 'cuda' or 'cpu', or ''")
+    if not isinstance(lat.CACHE_FILE, str) or not lat.CACHE_FILE:
+        _fail("SEARCH.LATENCY.CACHE_FILE", lat.CACHE_FILE, "must be a non-empty file name")

@@ -241,7 +241,7 @@ class SearchEngine:
             "evaluator": evaluator,
             "metric": s.METRIC,
             "constraints": CostConstraints(
-                cost_fns, {"flops": s.FLOPS_LIMIT, "params": s.PARAMS_LIMIT}, cost_range=cost_range
+                cost_fns, {"flops": s.FLOPS_LIMIT, "params": s.PARAMS_LIMIT, "latency": s.LATENCY.LIMIT}, cost_range=cost_range
             ),
             "output_dir": cfg.OUTPUT_DIR if output_dir is None else output_dir,
             "eval_batch_size": s.EVAL_BATCH_SIZE,

@@ -16,6 +16,7 @@ from .config import validate_search_config
 from .engine import SearchEngine
 from .evaluator import ShardedEvaluator
 from .export import export_best
+from .latency import build_latency_cost
 from .proxy import ProxyTaskEvaluator, build_proxy_cost_fns, build_proxy_space, export_proxy_best, proxy_fingerprint
 from .strategies import build_search_strategy
 from .supernet_weights import load_supernet_weights
@@ -36,7 +37,8 @@ def build_cost_fns(cfg, model):
 
     "backbone": the spec's counter (conv + linear multiply-adds of stem + blocks at 224x224), analytical.
     "detector": fvcore's count of the whole detector with the candidate's path at SEARCH.DETECTOR_INPUT_SIZE.
-    Parameters always count the backbone (stem + blocks).
+    Parameters always count the backbone (stem + blocks). With ``SEARCH.LATENCY.MODE`` "measure" or "lut",
+    "latency" is the backbone's fixed-subnet milliseconds (see :mod:`detnas_d2.search.latency`).
     """
     from ..cost import detector_flops
 
@@ -52,7 +54,7 @@ def build_cost_fns(cfg, model):
         cost_fns["flops"] = lambda arch: table.flops(body(arch))
         if len(parts) == 1:
             def cost_range(name):
-                return table.bounds(name)
+                return table.bounds(name) if name in ("flops", "params") else None
     else:
         height, width = cfg.SEARCH.DETECTOR_INPUT_SIZE
 
@@ -60,6 +62,12 @@ def build_cost_fns(cfg, model):
             set_model_arch(model, arch)
             return detector_flops(model, height, width)
         cost_fns["flops"] = flops
+    if cfg.SEARCH.LATENCY.MODE != "off":
+        if "backbone" not in parts:
+            raise ValueError(f"cfg.SEARCH.LATENCY.MODE = {cfg.SEARCH.LATENCY.MODE!r} needs a one-shot DetNAS backbone "
+                             "(MODEL.DETNAS.ARCH ''); set it 'off' for a neck-only search")
+        latency = build_latency_cost(cfg, parts["backbone"].body)
+        cost_fns["latency"] = lambda arch: latency(body(arch))
     return cost_fns, cost_range
 
 

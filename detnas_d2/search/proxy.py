@@ -238,6 +238,9 @@ def build_proxy_cost_fns(cfg, space: SearchSpace) -> Dict[str, Callable[[Any], f
                 "change the backbone's FLOPs; use 'detector' (whole detector at SEARCH.DETECTOR_INPUT_SIZE)"
             )
         cost_fns["flops"] = candidate_detector_flops(cfg, space)
+    if s.LATENCY.MODE != "off":
+        raise ValueError(f"cfg.SEARCH.LATENCY.MODE = {s.LATENCY.MODE!r} is invalid with SEARCH.EVALUATOR 'proxy': "
+                         "latency is measured on one-shot backbones only; set it 'off'")
     for key, cost in (("FLOPS_LIMIT", "flops"), ("PARAMS_LIMIT", "params")):
         if s[key] > 0 and cost not in cost_fns:
             raise ValueError(
