@@ -123,3 +123,22 @@ def test_search_two_processes_equal_one_and_eval_only_matches(supernet, tmp_path
     search_net.cli(["--config-file", SEARCH_CONFIG, "--resume", *TINY, *SEARCH, "MODEL.WEIGHTS", weights,
                     "OUTPUT_DIR", outs[1]])
     assert _log(outs[1]) == one
+
+
+def test_controller_search_runs_end_to_end_and_resumes(supernet, tmp_path, monkeypatch):
+    data, weights = supernet
+    monkeypatch.setenv("DETNAS_DATA", data)
+    out = str(tmp_path / "controller")
+    args = ["--config-file", SEARCH_CONFIG, *TINY, *SEARCH, "SEARCH.STRATEGY", "controller",
+            "SEARCH.CONTROLLER.HIDDEN_SIZE", "16", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out]
+    search_net.cli(args)
+    log = _log(out)
+    assert len(log) == 8 and len({json.dumps(e["arch"]) for e in log}) == 8
+    with open(os.path.join(out, "search_state.json")) as f:
+        state = json.load(f)
+    assert state["strategy"]["strategy"] == "controller" and state["strategy"]["baseline"] is not None
+    assert state["fingerprint"]["SEARCH.CONTROLLER.HIDDEN_SIZE"] == 16
+    for name in ("best_arch.json", "best_config.yaml", "best_weights.pth"):
+        assert os.path.isfile(os.path.join(out, name))
+    search_net.cli([*args, "--resume"])  # a finished search: nothing evaluated again
+    assert _log(out) == log
