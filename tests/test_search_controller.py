@@ -86,12 +86,12 @@ def test_state_dict_round_trips_exactly_and_continues_identically():
     assert torch.equal(tensor_from_json(json.loads(json.dumps(tensor_to_json(t)))), t)
 
 
-def _engine(output_dir, evaluator, **kwargs):
+def _engine(output_dir, evaluator, **controller):
     """Controller search on the toy space under the toy FLOPs limit: 10 x 4 candidate slots."""
-    strategy = make_controller(ToySpace(), population=10, generations=4)
+    strategy = make_controller(ToySpace(), population=10, generations=4, **controller)
     return SearchEngine(strategy.space, strategy, evaluator, metric="bbox/AP", output_dir=output_dir,
                         constraints=CostConstraints({"flops": toy_flops}, {"flops": 40e6}, cost_range=toy_cost_range),
-                        plot_each_generation=False, **kwargs)
+                        plot_each_generation=False)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +113,8 @@ def test_killed_controller_search_resumes_to_the_uninterrupted_state(tmp_path, r
     for name in (STATE_FILE, BEST_FILE):
         assert (killed / name).read_bytes() == (reference / name).read_bytes()
     assert not set(first.counts) & set(second.counts)
+    with pytest.raises(ValueError, match=re.escape("SEARCH.CONTROLLER.LR: state has 0.02, current run has 0.5")):
+        _engine(str(killed), CountingEvaluator(ToySpace()), lr=0.5).run(resume=True)
     os.remove(killed / STATE_FILE)  # the state rebuilt from the log (strategy replayed) is the same too
     assert _engine(str(killed), CountingEvaluator(ToySpace())).run(resume=True) == ref_result
     assert (killed / STATE_FILE).read_bytes() == (reference / STATE_FILE).read_bytes()
@@ -124,9 +126,11 @@ def test_config_builds_the_controller_and_names_bad_keys():
     strategy = build_search_strategy(cfg, BackboneSearchSpace())
     assert isinstance(strategy, ControllerStrategy) and strategy.hidden_size == 16
     assert strategy.settings()["SEARCH.CONTROLLER.PPO_EPOCHS"] == 10
-    for key, value, message in [("CONTROLLER.CLIP", 0.0, "SEARCH.CONTROLLER.CLIP = 0.0 is invalid: must be a number > 0"),
-                                ("CONTROLLER.BASELINE_DECAY", 1.0, "must be a number in [0, 1)"),
-                                ("CONTROLLER.PPO_EPOCHS", 0, "SEARCH.CONTROLLER.PPO_EPOCHS = 0 is invalid")]:
+    for key, value, message in [
+        ("CONTROLLER.CLIP", 0.0, "SEARCH.CONTROLLER.CLIP = 0.0 is invalid: must be a number > 0"),
+        ("CONTROLLER.BASELINE_DECAY", 1.0, "SEARCH.CONTROLLER.BASELINE_DECAY = 1.0 is invalid: must be a number in [0, 1)"),
+        ("CONTROLLER.PPO_EPOCHS", 0, "SEARCH.CONTROLLER.PPO_EPOCHS = 0 is invalid"),
+    ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             validate_search_config(_search_cfg(STRATEGY="controller", **{key: value}))
 

@@ -15,6 +15,7 @@ from detnas_d2.engine import Trainer
 from detnas_d2.engine.bn_recalib import batchnorm_modules
 from detnas_d2.modeling.checkpoint import DetNASCheckpointer
 from detnas_d2.modeling.searchable import set_model_arch
+from detnas_d2.search.engine import SearchEngine
 from detnas_d2.search.evaluator import ShardedEvaluator
 from test_resume import REPO
 
@@ -142,3 +143,26 @@ def test_controller_search_runs_end_to_end_and_resumes(supernet, tmp_path, monke
         assert os.path.isfile(os.path.join(out, name))
     search_net.cli([*args, "--resume"])  # a finished search: nothing evaluated again
     assert _log(out) == log
+
+    # killed in the middle of generation 2, then resumed: the same state bytes as the uninterrupted run
+    killed = str(tmp_path / "killed")
+    real_evaluate, calls = SearchEngine._evaluate_fresh, []
+
+    def evaluate_then_die(engine, keys, generation):
+        calls.append(keys)
+        if len(calls) == 6:
+            raise KeyboardInterrupt("killed")
+        real_evaluate(engine, keys, generation)
+
+    monkeypatch.setattr(SearchEngine, "_evaluate_fresh", evaluate_then_die)
+    killed_args = [*args[:-1], killed]
+    with pytest.raises(KeyboardInterrupt):
+        search_net.cli(killed_args)
+    monkeypatch.setattr(SearchEngine, "_evaluate_fresh", real_evaluate)
+    search_net.cli([*killed_args, "--resume"])
+    states = []
+    for folder in (out, killed):
+        with open(os.path.join(folder, "search_state.json"), "rb") as f:
+            states.append(f.read())
+    assert states[0] == states[1]
+    assert _comparable(_log(killed)) == _comparable(log)

@@ -9,6 +9,7 @@ start from a ``torch.Generator`` seeded with SEARCH.SEED, and the update is dete
 Adam state, baseline and pending batch in :meth:`state_dict` (tensors as base64 bytes, exact) resume exactly.
 """
 import base64
+import contextlib
 import logging
 import math
 import statistics
@@ -113,6 +114,17 @@ class ControllerPolicy(nn.Module):
         return log_prob, entropy
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Run the controller's small tensor ops on one thread, so results do not depend on the thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _draw(probs: Sequence[float], u: float) -> int:
     """Index drawn by inverse CDF with uniform ``u`` in [0, 1) (the last allowed choice absorbs rounding)."""
     cumulative, last = 0.0, 0
@@ -186,13 +198,18 @@ class ControllerStrategy(SearchStrategy):
     def propose(self, is_legal: IsLegal) -> list:
         """POPULATION distinct legal architectures sampled from the policy (each within MAX_RANDOM_TRIES draws)."""
         archs, keys, self.batch_tokens = [], set(), []
-        while len(archs) < self.population:
-            tokens, arch = self._sample_legal(lambda candidate: self.space.encode(candidate) not in keys
-                                              and is_legal(candidate))
-            archs.append(arch)
-            keys.add(self.space.encode(arch))
-            self.batch_tokens.append(tokens)
+        with _one_thread():
+            while len(archs) < self.population:
+                self._propose_one(archs, keys, is_legal)
         return archs
+
+    def _propose_one(self, archs: list, keys: set, is_legal: IsLegal) -> None:
+        """Append one new legal sample to ``archs`` (its key to ``keys``, its tokens to the batch)."""
+        tokens, arch = self._sample_legal(lambda candidate: self.space.encode(candidate) not in keys
+                                          and is_legal(candidate))
+        archs.append(arch)
+        keys.add(self.space.encode(arch))
+        self.batch_tokens.append(tokens)
 
     def _sample_legal(self, is_new_legal: IsLegal):
         """``(tokens, arch)`` of a legal policy sample; a collapsed policy falls back to one uniform random draw."""
@@ -247,7 +264,8 @@ class ControllerStrategy(SearchStrategy):
         scored = [(tokens, fitness) for tokens, fitness in zip(self.batch_tokens, fitnesses) if fitness is not None]
         if scored:
             advantages = self._advantages([fitness for _, fitness in scored])
-            stats = self._ppo_update([tokens for tokens, _ in scored], advantages)
+            with _one_thread():
+                stats = self._ppo_update([tokens for tokens, _ in scored], advantages)
             logger.info("Controller update %d/%d: baseline %.4g, loss %.4g, policy entropy %.4g nats",
                         self.generation + 1, self.generations, self.baseline, stats["loss"], stats["entropy"])
         self.batch_tokens = []
