@@ -45,6 +45,16 @@ def test_every_sample_is_valid_and_masks_admit_every_valid_architecture(space):
         assert space.encode(tokenizer.to_arch(tokens)) == space.encode(arch)
 
 
+@pytest.mark.parametrize("space", [NeckSearchSpace(7), AutoAugmentPolicySpace()], ids=["neck", "autoaug"])
+def test_updates_on_masked_spaces_keep_the_policy_finite_and_learning(space):
+    strategy = make_controller(space, population=8, generations=3)
+    for _ in range(3):
+        archs = strategy.propose(lambda arch: True)
+        strategy.update([space.encode(a) for a in archs], [float(i) for i in range(8)])
+    assert all(torch.isfinite(p).all() for p in strategy.policy.parameters())
+    assert strategy.policy.heads.bias.abs().max() > 0  # the update moved the policy
+
+
 def test_neck_output_cells_cover_each_level_once_even_from_a_skewed_policy():
     space = NeckSearchSpace(7)
     strategy = make_controller(space)

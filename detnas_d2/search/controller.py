@@ -107,8 +107,7 @@ class ControllerPolicy(nn.Module):
         for position in range(len(self.sizes)):
             logits, state = self.step(position, previous, state)
             log_p = torch.log_softmax(logits.masked_fill(~masks[position], float("-inf")), dim=-1)
-            p = log_p.exp()
-            entropy = entropy - torch.where(masks[position], p * log_p, torch.zeros_like(p)).sum(-1)
+            entropy = entropy - (log_p.exp() * log_p.masked_fill(~masks[position], 0.0)).sum(-1)  # no 0 * -inf
             previous = tokens[:, position]
             log_prob = log_prob + log_p.gather(1, previous[:, None])[:, 0]
         return log_prob, entropy
