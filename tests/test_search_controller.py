@@ -138,7 +138,7 @@ def test_config_builds_the_controller_and_names_bad_keys():
     assert strategy.settings()["SEARCH.CONTROLLER.PPO_EPOCHS"] == 10
     for key, value, message in [
         ("CONTROLLER.CLIP", 0.0, "SEARCH.CONTROLLER.CLIP = 0.0 is invalid: must be a number > 0"),
-        ("CONTROLLER.BASELINE_DECAY", 1.0, "SEARCH.CONTROLLER.BASELINE_DECAY = 1.0 is invalid: must be a number in [0, 1)"),
+        ("CONTROLLER.BASELINE_DECAY", 1.0, "CONTROLLER.BASELINE_DECAY = 1.0 is invalid: must be a number in [0, 1)"),
         ("CONTROLLER.PPO_EPOCHS", 0, "SEARCH.CONTROLLER.PPO_EPOCHS = 0 is invalid"),
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):

@@ -166,3 +166,23 @@ def test_controller_search_runs_end_to_end_and_resumes(supernet, tmp_path, monke
             states.append(f.read())
     assert states[0] == states[1]
     assert _comparable(_log(killed)) == _comparable(log)
+
+
+def test_controller_searches_a_joint_backbone_and_nasfpn_neck_space(supernet, tmp_path, monkeypatch):
+    data, _ = supernet
+    monkeypatch.setenv("DETNAS_DATA", data)
+    tiny = [*TINY[TINY.index("DATALOADER.NUM_WORKERS"):], "MODEL.NASFPN.CHANNELS", "16",
+            "MODEL.NASFPN.NUM_REPEATS", "1"]  # the data and recalibration keys of TINY, a narrow single-block neck
+    train = str(tmp_path / "train")
+    train_net.cli(["--config-file", os.path.join(REPO, "configs", "shapes", "supernet_nasfpn_retinanet.yaml"), *tiny,
+                   "SOLVER.MAX_ITER", "10", "SOLVER.IMS_PER_BATCH", "4", "SOLVER.WARMUP_ITERS", "2", "SOLVER.STEPS",
+                   "()", "DATASETS.TEST", "()", "OUTPUT_DIR", train])
+    out = str(tmp_path / "search")
+    search_net.cli(["--config-file", os.path.join(REPO, "configs", "shapes", "search_nasfpn.yaml"), *tiny,
+                    "SEARCH.STRATEGY", "controller", "MODEL.DETNAS.ARCH", "", "SEARCH.FLOPS_LIMIT", "0.0",
+                    "SEARCH.POPULATION", "3", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "2", "SEARCH.NUM_MUTATION", "1",
+                    "SEARCH.NUM_CROSSOVER", "1", "MODEL.WEIGHTS", os.path.join(train, "model_final.pth"),
+                    "OUTPUT_DIR", out])
+    log = _log(out)
+    assert len(log) == 6 and all(set(e["arch"]) == {"backbone", "neck"} for e in log)
+    assert all(sorted(cell[2] for cell in e["arch"]["neck"][-5:]) == [3, 4, 5, 6, 7] for e in log)
