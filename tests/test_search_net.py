@@ -15,6 +15,7 @@ from detnas_d2.engine import Trainer
 from detnas_d2.engine.bn_recalib import batchnorm_modules
 from detnas_d2.modeling.checkpoint import DetNASCheckpointer
 from detnas_d2.modeling.searchable import set_model_arch
+from detnas_d2.search.engine import SearchEngine
 from detnas_d2.search.evaluator import ShardedEvaluator
 from test_resume import REPO
 
@@ -123,3 +124,65 @@ def test_search_two_processes_equal_one_and_eval_only_matches(supernet, tmp_path
     search_net.cli(["--config-file", SEARCH_CONFIG, "--resume", *TINY, *SEARCH, "MODEL.WEIGHTS", weights,
                     "OUTPUT_DIR", outs[1]])
     assert _log(outs[1]) == one
+
+
+def test_controller_search_runs_end_to_end_and_resumes(supernet, tmp_path, monkeypatch):
+    data, weights = supernet
+    monkeypatch.setenv("DETNAS_DATA", data)
+    out = str(tmp_path / "controller")
+    args = ["--config-file", SEARCH_CONFIG, *TINY, *SEARCH, "SEARCH.STRATEGY", "controller",
+            "SEARCH.CONTROLLER.HIDDEN_SIZE", "16", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out]
+    search_net.cli(args)
+    log = _log(out)
+    assert len(log) == 8 and len({json.dumps(e["arch"]) for e in log}) == 8
+    with open(os.path.join(out, "search_state.json")) as f:
+        state = json.load(f)
+    assert state["strategy"]["strategy"] == "controller" and state["strategy"]["baseline"] is not None
+    assert state["fingerprint"]["SEARCH.CONTROLLER.HIDDEN_SIZE"] == 16
+    for name in ("best_arch.json", "best_config.yaml", "best_weights.pth"):
+        assert os.path.isfile(os.path.join(out, name))
+    search_net.cli([*args, "--resume"])  # a finished search: nothing evaluated again
+    assert _log(out) == log
+
+    # killed in the middle of generation 2, then resumed: the same state bytes as the uninterrupted run
+    killed = str(tmp_path / "killed")
+    real_evaluate, calls = SearchEngine._evaluate_fresh, []
+
+    def evaluate_then_die(engine, keys, generation):
+        calls.append(keys)
+        if len(calls) == 6:
+            raise KeyboardInterrupt("killed")
+        real_evaluate(engine, keys, generation)
+
+    monkeypatch.setattr(SearchEngine, "_evaluate_fresh", evaluate_then_die)
+    killed_args = [*args[:-1], killed]
+    with pytest.raises(KeyboardInterrupt):
+        search_net.cli(killed_args)
+    monkeypatch.setattr(SearchEngine, "_evaluate_fresh", real_evaluate)
+    search_net.cli([*killed_args, "--resume"])
+    states = []
+    for folder in (out, killed):
+        with open(os.path.join(folder, "search_state.json"), "rb") as f:
+            states.append(f.read())
+    assert states[0] == states[1]
+    assert _comparable(_log(killed)) == _comparable(log)
+
+
+def test_controller_searches_a_joint_backbone_and_nasfpn_neck_space(supernet, tmp_path, monkeypatch):
+    data, _ = supernet
+    monkeypatch.setenv("DETNAS_DATA", data)
+    tiny = [*TINY[TINY.index("DATALOADER.NUM_WORKERS"):], "MODEL.NASFPN.CHANNELS", "16",
+            "MODEL.NASFPN.NUM_REPEATS", "1"]  # the data and recalibration keys of TINY, a narrow single-block neck
+    train = str(tmp_path / "train")
+    train_net.cli(["--config-file", os.path.join(REPO, "configs", "shapes", "supernet_nasfpn_retinanet.yaml"), *tiny,
+                   "SOLVER.MAX_ITER", "10", "SOLVER.IMS_PER_BATCH", "4", "SOLVER.WARMUP_ITERS", "2", "SOLVER.STEPS",
+                   "()", "DATASETS.TEST", "()", "OUTPUT_DIR", train])
+    out = str(tmp_path / "search")
+    search_net.cli(["--config-file", os.path.join(REPO, "configs", "shapes", "search_nasfpn.yaml"), *tiny,
+                    "SEARCH.STRATEGY", "controller", "MODEL.DETNAS.ARCH", "", "SEARCH.FLOPS_LIMIT", "0.0",
+                    "SEARCH.POPULATION", "3", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "2", "SEARCH.NUM_MUTATION", "1",
+                    "SEARCH.NUM_CROSSOVER", "1", "MODEL.WEIGHTS", os.path.join(train, "model_final.pth"),
+                    "OUTPUT_DIR", out])
+    log = _log(out)
+    assert len(log) == 6 and all(set(e["arch"]) == {"backbone", "neck"} for e in log)
+    assert all(sorted(cell[2] for cell in e["arch"]["neck"][-5:]) == [3, 4, 5, 6, 7] for e in log)

@@ -7,7 +7,7 @@ from detectron2.config import CfgNode as CN
 from ..config import declare
 
 #: allowed values of the string-valued keys
-SEARCH_STRATEGIES = ("evolution", "nsga2", "random")
+SEARCH_STRATEGIES = ("evolution", "nsga2", "random", "controller")
 FLOPS_MODES = ("backbone", "detector")
 BN_RECALIB_MODES = ("cumulative", "ema")
 SEARCH_SPACES = ("backbone", "neck", "autoaug")
@@ -22,7 +22,8 @@ def add_search_config(cfg: CN) -> None:
     if "SEARCH" not in cfg:
         cfg.SEARCH = CN()
     s = cfg.SEARCH
-    # search strategy: "evolution" (DetNAS/SPOS EA), "nsga2" (Pareto front of METRIC vs OBJECTIVE_COST) or "random"
+    # search strategy: "evolution" (DetNAS/SPOS EA), "nsga2" (Pareto front of METRIC vs OBJECTIVE_COST), "random"
+    # (same-budget baseline) or "controller" (PPO-trained LSTM)
     declare(s, "STRATEGY", "evolution")
     # cost minimised by "nsga2" next to METRIC: "flops", "params" or any other cost the search computes
     declare(s, "OBJECTIVE_COST", "flops")
@@ -89,6 +90,7 @@ def add_search_config(cfg: CN) -> None:
     # merging cells per searched NAS-FPN block (paper 7; the last 5 are the P3-P7 output cells)
     declare(s.NECK, "NUM_CELLS", 7)
     _add_latency_config(s)
+    _add_controller_config(s)
     if "BN_RECALIB" not in s:
         s.BN_RECALIB = CN()
     b = s.BN_RECALIB
@@ -125,6 +127,42 @@ def _add_latency_config(s: CN) -> None:
     declare(lat, "CLOCK", "wall")
     # cache file of measurements and block tables, relative to OUTPUT_DIR (keyed per device, input shape and widths)
     declare(lat, "CACHE_FILE", "latency_cache.json")
+def _add_controller_config(s: CN) -> None:
+    """Declare ``SEARCH.CONTROLLER.*``, the settings of the PPO-trained LSTM controller strategy."""
+    if "CONTROLLER" not in s:
+        s.CONTROLLER = CN()
+    c = s.CONTROLLER
+    # LSTM hidden size (= embedding size of a decision)
+    declare(c, "HIDDEN_SIZE", 64)
+    # Adam learning rate of the controller
+    declare(c, "LR", 0.02)
+    # PPO clip range: the probability ratio is clipped to [1 - CLIP, 1 + CLIP]
+    declare(c, "CLIP", 0.2)
+    # weight of the entropy bonus (summed over decisions) in the PPO loss
+    declare(c, "ENTROPY_WEIGHT", 0.01)
+    # decay of the moving-average fitness baseline: baseline <- DECAY * baseline + (1 - DECAY) * batch mean
+    declare(c, "BASELINE_DECAY", 0.5)
+    # full-batch Adam steps on each generation's batch of POPULATION sampled architectures
+    declare(c, "PPO_EPOCHS", 10)
+    # divide advantages (fitness - baseline) by the batch's fitness standard deviation (scale-free rewards)
+    declare(c, "NORMALIZE_ADVANTAGE", True)
+
+
+def _validate_controller_config(s: CN) -> None:
+    """Check ``SEARCH.CONTROLLER.*``."""
+    c = s.CONTROLLER
+    for key in ("HIDDEN_SIZE", "PPO_EPOCHS"):
+        if not _is_int(c[key]) or c[key] < 1:
+            _fail(f"SEARCH.CONTROLLER.{key}", c[key], "must be an integer >= 1")
+    for key in ("LR", "CLIP"):
+        if not _is_number(c[key]) or not c[key] > 0:
+            _fail(f"SEARCH.CONTROLLER.{key}", c[key], "must be a number > 0")
+    if not _is_number(c.ENTROPY_WEIGHT) or c.ENTROPY_WEIGHT < 0:
+        _fail("SEARCH.CONTROLLER.ENTROPY_WEIGHT", c.ENTROPY_WEIGHT, "must be a number >= 0")
+    if not _is_number(c.BASELINE_DECAY) or not 0.0 <= c.BASELINE_DECAY < 1.0:
+        _fail("SEARCH.CONTROLLER.BASELINE_DECAY", c.BASELINE_DECAY, "must be a number in [0, 1)")
+    if not isinstance(c.NORMALIZE_ADVANTAGE, bool):
+        _fail("SEARCH.CONTROLLER.NORMALIZE_ADVANTAGE", c.NORMALIZE_ADVANTAGE, "must be True or False")
 
 
 def _is_int(value) -> bool:
@@ -183,6 +221,7 @@ def validate_search_config(cfg: CN) -> None:
               "SEARCH.SPACE 'autoaug' needs 'proxy' (augmentation policies have no supernet)")
     _validate_proxy_config(s)
     _validate_latency_config(s)
+    _validate_controller_config(s)
     b = s.BN_RECALIB
     if not _is_int(b.NUM_BATCHES) or b.NUM_BATCHES < 0:
         _fail("SEARCH.BN_RECALIB.NUM_BATCHES", b.NUM_BATCHES, "must be an integer >= 0 (0 = no recalibration)")

@@ -1,5 +1,5 @@
 """Search strategies: the DetNAS/SPOS evolutionary algorithm (spec 4.1/4.2), its multi-objective NSGA-II variant
-and a same-budget random search.
+and a same-budget random search (the PPO-trained RNN controller is in ``controller.py``).
 
 A strategy only decides WHICH architectures to evaluate; the engine (``engine.py``) evaluates them,
 owns the memo and the files. The interaction is ask/tell, one generation at a time::
@@ -370,7 +370,16 @@ def build_search_strategy(cfg, space: SearchSpace) -> SearchStrategy:
         return NSGA2Strategy(space, objective_cost=s.OBJECTIVE_COST, **evolution)
     if s.STRATEGY == RandomSearchStrategy.name:
         return RandomSearchStrategy(space, **common)
+    if s.STRATEGY == "controller":
+        from .controller import ControllerStrategy  # imports torch; the other strategies do not need it
+
+        c = s.CONTROLLER
+        return ControllerStrategy(
+            space, hidden_size=c.HIDDEN_SIZE, lr=c.LR, clip=c.CLIP, entropy_weight=c.ENTROPY_WEIGHT,
+            baseline_decay=c.BASELINE_DECAY, ppo_epochs=c.PPO_EPOCHS, normalize_advantage=c.NORMALIZE_ADVANTAGE,
+            **common,
+        )
     raise ValueError(
         f"cfg.SEARCH.STRATEGY = {s.STRATEGY!r} is invalid: must be one of "
-        f"{(EvolutionStrategy.name, NSGA2Strategy.name, RandomSearchStrategy.name)}"
+        f"{(EvolutionStrategy.name, NSGA2Strategy.name, RandomSearchStrategy.name, 'controller')}"
     )
