@@ -256,8 +256,9 @@ class ControllerStrategy(SearchStrategy):
             self.optimizer.step()
         return {"loss": float(loss), "entropy": float(entropy.mean())}
 
-    def update(self, keys: Sequence[str], fitnesses: Sequence[Optional[float]]) -> None:
-        """Train the policy on the evaluated batch (non-finite fitness: sample skipped), then merge the top-k."""
+    def update(self, keys: Sequence[str], fitnesses: Sequence[Optional[float]], costs=None) -> None:
+        """Train the policy on the evaluated batch (non-finite fitness: sample skipped), then merge the top-k;
+        ``costs`` (given to every strategy) play no part in the reward."""
         if len(keys) != len(self.batch_tokens):
             raise ValueError(f"update got {len(keys)} keys but the controller proposed {len(self.batch_tokens)}")
         scored = [(tokens, fitness) for tokens, fitness in zip(self.batch_tokens, fitnesses) if fitness is not None]
@@ -268,7 +269,7 @@ class ControllerStrategy(SearchStrategy):
             logger.info("Controller update %d/%d: baseline %.4g, loss %.4g, policy entropy %.4g nats",
                         self.generation + 1, self.generations, self.baseline, stats["loss"], stats["entropy"])
         self.batch_tokens = []
-        super().update(keys, fitnesses)
+        super().update(keys, fitnesses, costs)
 
     # ------------------------------------------------------------------ state
 
