@@ -90,12 +90,13 @@ def plot(records: List[Dict], stats: Dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    flops = [r["mflops"] for r in records]
     for group, marker in (("spread", "o"), ("band", "s"), ("eval", "^")):
         rs = [r for r in records if r["group"] == group]
         if not rs:
             continue
         sc = ax.scatter([r["one_shot"] for r in rs], [r["stand_alone"] for r in rs], c=[r["mflops"] for r in rs],
-                        marker=marker, cmap="viridis", label=f"{group} ({len(rs)})")
+                        marker=marker, cmap="viridis", vmin=min(flops), vmax=max(flops), label=f"{group} ({len(rs)})")
     fig.colorbar(sc, ax=ax, label="backbone MFLOPs")
     ax.set_xlabel("supernet AP (BN recalibrated, search split)")
     ax.set_ylabel("stand-alone AP (retrained, val)")
