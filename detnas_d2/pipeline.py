@@ -37,7 +37,7 @@ import yaml
 from .engine.learning_alarm import ALARM_FILE
 from .search.export import WEIGHTS_FILE
 from .space.neck import format_compact_neck_arch
-from .utils.io import atomic_write_text
+from .utils.io import atomic_write
 
 STAGES = ("pretrain", "finetune", "search", "retrain", "evaluate", "reference")
 FINAL_METRICS = "final_metrics.json"
@@ -97,7 +97,7 @@ class Pipeline:
         code = subprocess.call(cmd)
         minutes = self._stage_minutes(name) + (time.time() - start) / 60
         if os.path.isdir(out):
-            atomic_write_text(os.path.join(out, STAGE_TIME), json.dumps({"minutes": minutes}))
+            atomic_write(os.path.join(out, STAGE_TIME), json.dumps({"minutes": minutes}))
         print(f"[pipeline] {name}: {'finished' if code == 0 else 'failed'} after {minutes:.2f} min", flush=True)
         if code != 0:
             raise PipelineError(f"stage '{name}' failed (exit code {code}); rerun the pipeline to resume it")
@@ -229,7 +229,7 @@ class Pipeline:
             lines += self._stage_numbers(name, info)
             lines.append("")
         path = os.path.join(self.output_dir, "report.md")
-        atomic_write_text(path, "\n".join(lines) + "\n")
+        atomic_write(path, "\n".join(lines) + "\n")
         print(f"[pipeline] report written to {path}")
         return path
 

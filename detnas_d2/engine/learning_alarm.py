@@ -25,7 +25,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write
 
 ALARM_FILE = "not_learning.json"
 #: key prefixes of detector heads (two-stage, single-stage, classifier): a checkpoint holding any was trained whole
@@ -119,4 +119,4 @@ class LearningAlarmHook(HookBase):
 
     def _write(self) -> None:
         if comm.is_main_process():
-            atomic_write_text(self.path, json.dumps(self.raised, indent=1))
+            atomic_write(self.path, json.dumps(self.raised, indent=1))

@@ -1,35 +1,17 @@
 """Crash-safe persistence for the search: atomic JSON files and JSON-serialisable RNG state.
 
 The search writes its state after every evaluated candidate, so a write must never leave a
-half-written file behind: data goes to a temporary file in the same directory, is fsynced and
-then renamed over the target (``os.replace`` is atomic on POSIX and Windows).
+half-written file behind: every file goes through :func:`detnas_d2.utils.io.atomic_write`.
 """
 
 import json
-import os
 import random
-import tempfile
-from typing import Any, Union
+from typing import Any
+
+from ..utils.io import atomic_write  # noqa: F401  (the search's writers import it from here)
 
 #: identifies the layout of ``search_state.json``; bump when it changes incompatibly
 STATE_FORMAT = "detnas_d2.search_state/1"
-
-
-def atomic_write(path: str, data: Union[str, bytes]) -> None:
-    """Replace ``path`` by ``data`` (text is UTF-8 encoded) so that readers see the old or the new file, never a mix."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp_", suffix="_" + os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_path, 0o644)  # mkstemp creates 0600; give the usual permissions of a written file
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
 
 
 def dump_json(obj: Any, pretty: bool = False) -> str:

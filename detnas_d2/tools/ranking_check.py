@@ -19,6 +19,7 @@ Writes ``ranking.json`` (every architecture with both scores and FLOPs, Kendall'
 all and within the band) and ``ranking.png`` (scatter). Finished stand-alone runs are reused on a rerun.
 """
 import argparse
+import io
 import json
 import os
 import random
@@ -27,7 +28,7 @@ import sys
 from typing import Dict, List, Sequence, Tuple
 
 from ..search.rank_stats import kendall_tau, spearman_rho
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write
 
 
 def choose_architectures(space, flops, spread: int, band: int, seed: int, band_width: float = 0.03,
@@ -104,9 +105,10 @@ def plot(records: List[Dict], stats: Dict, path: str) -> None:
                  f"(band: tau {stats['band']['kendall_tau']:.2f})")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
+    atomic_write(path, buffer.getvalue())
 
 
 def main(argv=None) -> None:
@@ -155,7 +157,7 @@ def main(argv=None) -> None:
     if evaluated:
         stats["eval_paths_mean_stand_alone"] = sum(r["stand_alone"] for r in records if r["group"] == "eval") / len(
             evaluated)
-    atomic_write_text(os.path.join(args.output_dir, "ranking.json"),
+    atomic_write(os.path.join(args.output_dir, "ranking.json"),
                       json.dumps({"stats": stats, "architectures": records}, indent=1))
     plot(records, stats, os.path.join(args.output_dir, "ranking.png"))
     print(json.dumps(stats, indent=1))

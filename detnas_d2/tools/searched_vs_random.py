@@ -14,7 +14,7 @@ import json
 import os
 
 from ..pipeline import Pipeline, load_pipeline
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write
 
 SHARED_STAGES = ("pretrain", "finetune")
 
@@ -61,8 +61,8 @@ def main(argv=None) -> None:
     for name, r in rows.items():
         lines.append(f"| {name} | {r['one_shot_fitness']:.2f} | {r['costs'].get('flops', 0) / 1e6:.1f}M | "
                      f"{r['final_AP']:.2f} | {r['final_AP50']:.2f} | `{r['arch']}` |")
-    atomic_write_text(os.path.join(output_dir, "searched_vs_random.json"), json.dumps(rows, indent=1))
-    atomic_write_text(os.path.join(output_dir, "searched_vs_random.md"), "\n".join(lines) + "\n")
+    atomic_write(os.path.join(output_dir, "searched_vs_random.json"), json.dumps(rows, indent=1))
+    atomic_write(os.path.join(output_dir, "searched_vs_random.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
