@@ -21,7 +21,7 @@ from ..nn.blocks import CandidateBlock, build_stem
 from ..nn.norm import norm_factory
 from ..nn.shufflenet import ShuffleNetV2Fixed
 from ..space.backbone import NUM_CHOICES, STAGE_NAMES, BackboneLayout, format_architecture, parse_architecture
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write
 
 #: how the timed runs of one measurement are reduced: "median" (the search cost) or "min" (robust to a loaded CPU)
 STATISTICS = {"median": statistics.median, "min": min}
@@ -196,7 +196,7 @@ class LatencyCache:
         """Write the cache atomically."""
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
-        atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+        atomic_write(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
     def get(self, key: str, arch_key: str) -> Optional[float]:
         """The cached latency of ``arch_key`` under ``key``, or None."""
