@@ -62,7 +62,7 @@ def load_pipeline(path: str) -> Dict:
     base = os.path.dirname(os.path.abspath(path))
     for name, stage in stages.items():
         stage = stages[name] = dict(stage or {})
-        if name not in ("evaluate",):
+        if name != "evaluate":
             if "config" not in stage:
                 raise PipelineError(f"{path}: stage '{name}' needs a 'config' file")
             stage["config"] = os.path.join(base, stage["config"])
@@ -223,8 +223,8 @@ class Pipeline:
             info = self.summary.get(name, {})
             lines.append(f"## {name}")
             lines.append(f"- output: `{self.stage_dir(name)}`")
-            if self._stage_minutes(name):
-                lines.append(f"- time: {self._stage_minutes(name):.2f} min")
+            if minutes[name]:
+                lines.append(f"- time: {minutes[name]:.2f} min")
             lines += self._alarm(name)
             lines += self._stage_numbers(name, info)
             lines.append("")
