@@ -45,14 +45,13 @@ def choose_architectures(space, flops, spread: int, band: int, seed: int, band_w
     return picks, in_band[:band]
 
 
-def one_shot_scores(search_config: str, supernet: str, archs: Sequence[list], opts: Sequence[str]) -> List[float]:
-    """The search's fitness of every ``arch`` on the supernet ``supernet`` (one process)."""
+def one_shot_scores(cfg, archs: Sequence[list]) -> List[float]:
+    """The search's fitness of every ``arch`` on the supernet of ``cfg.MODEL.WEIGHTS`` (one process)."""
     from ..engine.trainer import Trainer
     from ..search.engine import flatten_metrics
     from ..search.evaluator import ShardedEvaluator
     from ..search.supernet_weights import load_supernet_weights
 
-    cfg = search_cfg(search_config, ["MODEL.WEIGHTS", supernet, *opts])
     model = Trainer.build_model(cfg)
     load_supernet_weights(cfg, model)
     evaluator = ShardedEvaluator(cfg, model)
@@ -131,7 +130,7 @@ def main(argv=None) -> None:
     from ..cost import backbone_flops
     from ..space.backbone import BackboneSearchSpace
 
-    cfg = search_cfg(args.search_config, args.search_opts)
+    cfg = search_cfg(args.search_config, ["MODEL.WEIGHTS", args.supernet, *args.search_opts])
     node = cfg.MODEL.DETNAS
     space = BackboneSearchSpace(node.SPACE)
     flops = lambda arch: backbone_flops(arch, space=node.SPACE, width_mult=node.WIDTH_MULT)  # noqa: E731
@@ -140,7 +139,7 @@ def main(argv=None) -> None:
     evaluated = [space.sample(eval_rng) for _ in range(args.eval_paths)]
     archs = spread + band + evaluated
     groups = ["spread"] * len(spread) + ["band"] * len(band) + ["eval"] * len(evaluated)
-    scores = one_shot_scores(args.search_config, args.supernet, archs, args.search_opts)
+    scores = one_shot_scores(cfg, archs)
     records = []
     for i, (arch, score, group) in enumerate(zip(archs, scores, groups)):
         out = os.path.join(os.path.abspath(args.output_dir), f"arch{i:02d}")
