@@ -1,7 +1,9 @@
 """Command-line setup shared by train_net.py, search_net.py and the pipeline: arguments, config, logging, seeds,
 datasets, and the lock on OUTPUT_DIR."""
 import contextlib
+import functools
 
+import torch.distributed as dist
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
@@ -102,5 +104,20 @@ def launch_main(main, args, output_dir: str = ""):
     with output_lock(args, output_dir) if output_dir else contextlib.nullcontext():
         if args.num_gpus * args.num_machines == 1:
             return main(args)
-        return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                      dist_url=args.dist_url, args=(args,))
+        return launch(functools.partial(_main_then_leave_together, main), args.num_gpus,
+                      num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url,
+                      args=(args,))
+
+
+def _main_then_leave_together(main, args):
+    """``main(args)`` in one process of ``launch``; then wait for every rank and close the process group.
+
+    Ranks finish at different times (rank 0 alone writes a search's exports). A rank that exits while another
+    still holds the gloo/NCCL group can bring that process down at interpreter shutdown, so all ranks meet
+    at a barrier and destroy the group explicitly. An exception skips this: ``launch`` stops the others.
+    """
+    result = main(args)
+    if dist.is_initialized():
+        comm.synchronize()
+        dist.destroy_process_group()
+    return result
