@@ -1,6 +1,6 @@
 """Per-candidate evaluation time of the one-shot search, split into BN recalibration and inference.
 
-Runs the search's own evaluator (detnas_d2.search.evaluator.ShardedEvaluator) on random candidates of the
+Runs the search's own fitness (detnas_d2.search.one_shot.OneShotFitness) on random candidates of the
 shapes FPN supernet (configs/shapes/search_fpn.yaml), one process, and prints seconds per candidate for each
 part and candidates per minute. With no MODEL.WEIGHTS file the supernet is randomly initialised (inference is
 then cheaper than on a trained supernet, which proposes more boxes).
@@ -24,7 +24,7 @@ from detnas_d2.data.datasets import register_from_config
 from detnas_d2.engine import Trainer
 from detnas_d2.modeling.checkpoint import DetNASCheckpointer
 from detnas_d2.modeling.searchable import model_search_space, set_model_arch
-from detnas_d2.search.evaluator import ShardedEvaluator
+from detnas_d2.search.one_shot import OneShotFitness
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,17 +45,17 @@ def main():
         DetNASCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     else:
         print(f"note: {cfg.MODEL.WEIGHTS} not found; timing a randomly initialised supernet", file=sys.stderr)
-    evaluator = ShardedEvaluator(cfg, model)
-    one = evaluator.evaluate_one
+    fitness = OneShotFitness(cfg, model)
+    one = fitness.evaluate_one
     space, rng = model_search_space(model), random.Random(0)
     recalib, infer = [], []
     for _ in range(args.candidates):
-        set_model_arch(evaluator.model, space.sample(rng))
+        set_model_arch(fitness.model, space.sample(rng))
         start = time.perf_counter()
         one.recalibrate()
         recalib.append(time.perf_counter() - start)
         start = time.perf_counter()
-        inference_on_dataset(evaluator.model, one.build_test_loader(one.dataset_name), one.build_evaluator(one.dataset_name))
+        inference_on_dataset(fitness.model, one.build_test_loader(one.dataset_name), one.build_evaluator(one.dataset_name))
         infer.append(time.perf_counter() - start)
     r, i = statistics.median(recalib), statistics.median(infer)
     print(f"BN recalibration ({cfg.SEARCH.BN_RECALIB.NUM_BATCHES} batches x {cfg.SEARCH.BN_RECALIB.BATCH_SIZE}): "

@@ -153,7 +153,7 @@ def test_proxy_search_rejects_latency(tmp_path):
 
 
 def test_search_engine_keeps_candidates_under_the_latency_limit(tmp_path):
-    from detnas_d2.search.engine import SearchEngine
+    from detnas_d2.search.runner import SearchRunner
     from tests.test_search_strategies import CountingEvaluator, ToySpace  # 20 genes x 4 choices: small-space paths
 
     table = BlockLatencyTable.measure(_measurer())
@@ -161,7 +161,7 @@ def test_search_engine_keeps_candidates_under_the_latency_limit(tmp_path):
     cfg = _cfg(tmp_path, "SEARCH.LATENCY.MODE", "lut", "SEARCH.LATENCY.LIMIT", str(limit), "SEARCH.FLOPS_LIMIT", "0.0",
                "SEARCH.POPULATION", "6", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "2", "SEARCH.NUM_MUTATION", "2",
                "SEARCH.NUM_CROSSOVER", "2")
-    engine = SearchEngine(cfg, ToySpace(), CountingEvaluator(ToySpace()), cost_fns={"latency": table},
+    engine = SearchRunner(cfg, ToySpace(), CountingEvaluator(ToySpace()), cost_fns={"latency": table},
                           plot_each_generation=False)
     engine.run()
     with open(tmp_path / "search_log.jsonl") as f:

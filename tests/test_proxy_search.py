@@ -16,7 +16,7 @@ from detnas_d2.data.datasets import register_from_config
 from detnas_d2.data.mappers import AutoAugmentDatasetMapper, build_train_mapper
 from detnas_d2.search.config import validate_search_config
 from detnas_d2.search.proxy import (
-    ProxyTaskEvaluator,
+    ProxyFitness,
     build_proxy_cost_fns,
     build_proxy_space,
     candidate_config,
@@ -211,7 +211,7 @@ def test_tiny_policy_search_end_to_end(tmp_path, monkeypatch):
     # same seed for every candidate: retraining a logged candidate after the others repeats its training exactly
     cfg = _cfg(overrides=[*TINY, *SEARCH, "OUTPUT_DIR", str(tmp_path / "again")])
     register_from_config(cfg)
-    evaluator = ProxyTaskEvaluator(cfg, AutoAugmentPolicySpace(num_sub_policies=2, ops_per_sub_policy=2))
+    evaluator = ProxyFitness(cfg, AutoAugmentPolicySpace(num_sub_policies=2, ops_per_sub_policy=2))
     (results,) = evaluator([log[0]["arch"]])
     assert results["bbox"]["AP"] == pytest.approx(log[0]["metrics"]["bbox/AP"], abs=1e-12, nan_ok=True)
     first_dir = os.path.join(out, "proxy", os.path.basename(evaluator.candidate_dir(log[0]["arch"])))

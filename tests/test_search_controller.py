@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from detnas_d2.data.autoaugment.space import AutoAugmentPolicySpace
+from detnas_d2.search.build import build_search_strategy
 from detnas_d2.search.config import validate_search_config
-from detnas_d2.search.controller import ControllerStrategy, tensor_from_json, tensor_to_json
-from detnas_d2.search.engine import BEST_FILE, STATE_FILE, SearchEngine
 from detnas_d2.search.constraints import CostConstraints
-from detnas_d2.search.strategies import RandomSearchStrategy, build_search_strategy
+from detnas_d2.search.controller import ControllerStrategy, tensor_from_json, tensor_to_json
+from detnas_d2.search.runner import SearchRunner
+from detnas_d2.search.store import BEST_FILE, STATE_FILE
+from detnas_d2.search.strategies import RandomSearchStrategy
 from detnas_d2.search.tokens import CategoricalTokenizer, register_tokenizer, tokenizer_for
 from detnas_d2.space.backbone import BackboneSearchSpace
 from detnas_d2.space.joint import JointSpace
@@ -99,7 +101,7 @@ def test_state_dict_round_trips_exactly_and_continues_identically():
 def _engine(output_dir, evaluator, **controller):
     """Controller search on the toy space under the toy FLOPs limit: 10 x 4 candidate slots."""
     strategy = make_controller(ToySpace(), population=10, generations=4, **controller)
-    return SearchEngine(strategy.space, strategy, evaluator, metric="bbox/AP", output_dir=output_dir,
+    return SearchRunner(strategy.space, strategy, evaluator, metric="bbox/AP", output_dir=output_dir,
                         constraints=CostConstraints({"flops": toy_flops}, {"flops": 40e6}, cost_range=toy_cost_range),
                         plot_each_generation=False)
 

@@ -1,4 +1,4 @@
-"""Tests of the search engine: memo, constraints, crash/resume, determinism, output files, callbacks,
+"""Tests of the search runner: memo, constraints, crash/resume, determinism, output files, hooks,
 the distributed seam and config wiring. No model involved: toy space and toy fitness."""
 
 import json
@@ -14,19 +14,14 @@ import pytest
 from detectron2.config import get_cfg
 from matplotlib.image import imread
 
-import detnas_d2.search.engine as engine_module
+import detnas_d2.search.store as store_module
 import detnas_d2.search.strategies as strategies_module
 from detnas_d2.search.config import add_search_config
 from detnas_d2.search.constraints import CostConstraints, InfeasibleConstraintError, format_cost
-from detnas_d2.search.engine import (
-    BEST_FILE,
-    LOG_FILE,
-    PLOT_FILE,
-    STATE_FILE,
-    NoFiniteFitnessError,
-    SearchEngine,
-    SearchExistsError,
-)
+from detnas_d2.search.distributed import run_on_every_rank
+from detnas_d2.search.hooks import PLOT_FILE, SearchHook
+from detnas_d2.search.runner import NoFiniteFitnessError, SearchRunner
+from detnas_d2.search.store import BEST_FILE, LOG_FILE, STATE_FILE, SearchExistsError
 from detnas_d2.search.state import CorruptStateError
 from detnas_d2.search.strategies import EvolutionStrategy
 from tests.test_search_strategies import (
@@ -38,6 +33,17 @@ from tests.test_search_strategies import (
 )
 
 LIMIT = 40e6
+
+
+class GenerationCallback(SearchHook):
+    """Calls ``fn(generation, stats)`` after each generation that is not replayed from the log."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def after_generation(self, stats):
+        if not self.runner.replaying:
+            self.fn(stats["generation"], stats)
 
 
 def make_engine(
@@ -58,7 +64,7 @@ def make_engine(
         max_random_tries=kwargs.pop("max_random_tries", 1000),
     )
     kwargs.setdefault("plot_each_generation", False)
-    return SearchEngine(
+    return SearchRunner(
         space,
         strategy,
         evaluator,
@@ -117,7 +123,7 @@ def test_memo_never_evaluates_twice_and_reuses_within_generation_repeats(tmp_pat
         max_random_tries=1000,
     )
     evaluator = CountingEvaluator(space, target=(1, 0, 1, 0, 1, 0))
-    result = SearchEngine(space, strategy, evaluator, metric="bbox/AP", output_dir=str(tmp_path)).run()
+    result = SearchRunner(space, strategy, evaluator, metric="bbox/AP", output_dir=str(tmp_path)).run()
 
     assert set(evaluator.counts.values()) == {1}
     assert result.n_evaluated == len(evaluator.counts) == len(log_entries(str(tmp_path)))
@@ -190,7 +196,7 @@ def _kill_then_resume(tmp_path, kill):
     first = CountingEvaluator(ToySpace(), kill_after=kill.get("after"))
     callback = kill.get("callback")
     with pytest.raises(SimulatedKill):
-        make_engine(str(tmp_path), first, on_generation_end=callback).run()
+        make_engine(str(tmp_path), first, hooks=[GenerationCallback(callback)] if callback else []).run()
     second = CountingEvaluator(ToySpace())
     result = make_engine(str(tmp_path), second).run(resume=True)
     return result, first, second
@@ -230,18 +236,18 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, reference_run, ki
 
 def test_kill_between_log_write_and_state_save_drops_the_orphan_log_line(tmp_path, reference_run, monkeypatch):
     ref_dir, ref_result, _ = reference_run
-    real_save = engine_module.save_json_atomic
+    real_save = store_module.save_json_atomic
 
     def failing_save(path, obj, **kwargs):
         if path.endswith(STATE_FILE) and len(obj["evaluated"]) == 14:
             raise SimulatedKill("killed while saving the state")
         real_save(path, obj, **kwargs)
 
-    monkeypatch.setattr(engine_module, "save_json_atomic", failing_save)
+    monkeypatch.setattr(store_module, "save_json_atomic", failing_save)
     with pytest.raises(SimulatedKill):
         make_engine(str(tmp_path), CountingEvaluator(ToySpace())).run()
     assert len(log_entries(str(tmp_path))) == 14  # the 14th line was logged, its state never saved
-    monkeypatch.setattr(engine_module, "save_json_atomic", real_save)
+    monkeypatch.setattr(store_module, "save_json_atomic", real_save)
     second = CountingEvaluator(ToySpace())
     result = make_engine(str(tmp_path), second).run(resume=True)
     assert result == ref_result
@@ -308,7 +314,7 @@ def test_output_files_and_generation_callback(tmp_path):
         str(tmp_path),
         evaluator,
         plot_each_generation=True,
-        on_generation_end=lambda gen, stats: stats_seen.append((gen, stats)),
+        hooks=[GenerationCallback(lambda gen, stats: stats_seen.append((gen, stats)))],
     )
     result = engine.run()
 
@@ -374,12 +380,13 @@ def test_distributed_seam_other_rank_evaluates_the_same_batches(tmp_path, refere
         return channel.get(timeout=30)
 
     worker_evaluator = CountingEvaluator(ToySpace())
-    worker = make_engine(None, worker_evaluator, is_main=False, broadcast=receive)
+    worker = make_engine(None, worker_evaluator)
     worker_result = []
-    thread = threading.Thread(target=lambda: worker_result.append(worker.run()))
+    thread = threading.Thread(
+        target=lambda: worker_result.append(run_on_every_rank(worker, is_main=False, broadcast=receive)))
     thread.start()
     main_evaluator = CountingEvaluator(ToySpace())
-    result = make_engine(str(tmp_path), main_evaluator, broadcast=send, eval_batch_size=3).run()
+    result = run_on_every_rank(make_engine(str(tmp_path), main_evaluator, eval_batch_size=3), broadcast=send)
     thread.join(timeout=30)
 
     assert not thread.is_alive() and worker_result == [None]
@@ -389,7 +396,7 @@ def test_distributed_seam_other_rank_evaluates_the_same_batches(tmp_path, refere
     assert result == ref_result
     assert read_bytes(tmp_path / STATE_FILE) == read_bytes(os.path.join(ref_dir, STATE_FILE))
     with pytest.raises(ValueError, match="is_main=False needs a broadcast callable"):
-        make_engine(None, worker_evaluator, is_main=False)
+        run_on_every_rank(make_engine(None, worker_evaluator), is_main=False)
 
 
 def test_engine_from_config(tmp_path):
@@ -400,7 +407,7 @@ def test_engine_from_config(tmp_path):
     cfg.SEARCH.NUM_MUTATION, cfg.SEARCH.NUM_CROSSOVER = 3, 3
     cfg.SEARCH.FLOPS_LIMIT = LIMIT
     evaluator = CountingEvaluator(ToySpace())
-    engine = SearchEngine(cfg, ToySpace(), evaluator, cost_fns={"flops": toy_flops}, plot_each_generation=False)
+    engine = SearchRunner(cfg, ToySpace(), evaluator, cost_fns={"flops": toy_flops}, plot_each_generation=False)
     result = engine.run()
     assert result.n_evaluated == sum(evaluator.counts.values()) <= 24
     best = json.loads((tmp_path / BEST_FILE).read_text())
@@ -412,11 +419,11 @@ def test_engine_from_config(tmp_path):
     with pytest.raises(
         ValueError, match=re.escape("a limit is set for cost 'params' (5e+06) but no cost function named 'params'")
     ):
-        SearchEngine(cfg, ToySpace(), evaluator, cost_fns={"flops": toy_flops})
+        SearchRunner(cfg, ToySpace(), evaluator, cost_fns={"flops": toy_flops})
     cfg.SEARCH.PARAMS_LIMIT = 0
     cfg.SEARCH.TOPK = 0
     with pytest.raises(ValueError, match=re.escape("cfg.SEARCH.TOPK = 0 is invalid")):
-        SearchEngine(cfg, ToySpace(), evaluator, cost_fns={"flops": toy_flops})
+        SearchRunner(cfg, ToySpace(), evaluator, cost_fns={"flops": toy_flops})
 
 
 def folder_bytes(folder):

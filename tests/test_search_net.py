@@ -15,8 +15,8 @@ from detnas_d2.engine import Trainer
 from detnas_d2.engine.bn_recalib import batchnorm_modules
 from detnas_d2.modeling.checkpoint import DetNASCheckpointer
 from detnas_d2.modeling.searchable import set_model_arch
-from detnas_d2.search.engine import SearchEngine
-from detnas_d2.search.evaluator import ShardedEvaluator
+from detnas_d2.search.one_shot import OneShotFitness
+from detnas_d2.search.runner import SearchRunner
 from test_resume import REPO
 
 SUPERNET_CONFIG = os.path.join(REPO, "configs", "shapes", "supernet_fpn.yaml")
@@ -71,7 +71,7 @@ def test_bn_recalibration_changes_statistics_deterministically(supernet, tmp_pat
     cfg = _search_cfg(weights, str(tmp_path))
     model = Trainer.build_model(cfg)
     DetNASCheckpointer(model).load(weights)
-    evaluator = ShardedEvaluator(cfg, model).evaluate_one
+    evaluator = OneShotFitness(cfg, model).evaluate_one
     set_model_arch(model, [0] * 20)
     stats = lambda: [bn.running_mean.clone() for bn in batchnorm_modules(model)]  # noqa: E731
     before = stats()
@@ -146,7 +146,7 @@ def test_controller_search_runs_end_to_end_and_resumes(supernet, tmp_path, monke
 
     # killed in the middle of generation 2, then resumed: the same state bytes as the uninterrupted run
     killed = str(tmp_path / "killed")
-    real_evaluate, calls = SearchEngine._evaluate_fresh, []
+    real_evaluate, calls = SearchRunner._evaluate_fresh, []
 
     def evaluate_then_die(engine, keys, generation):
         calls.append(keys)
@@ -154,11 +154,11 @@ def test_controller_search_runs_end_to_end_and_resumes(supernet, tmp_path, monke
             raise KeyboardInterrupt("killed")
         real_evaluate(engine, keys, generation)
 
-    monkeypatch.setattr(SearchEngine, "_evaluate_fresh", evaluate_then_die)
+    monkeypatch.setattr(SearchRunner, "_evaluate_fresh", evaluate_then_die)
     killed_args = [*args[:-1], killed]
     with pytest.raises(KeyboardInterrupt):
         search_net.cli(killed_args)
-    monkeypatch.setattr(SearchEngine, "_evaluate_fresh", real_evaluate)
+    monkeypatch.setattr(SearchRunner, "_evaluate_fresh", real_evaluate)
     search_net.cli([*killed_args, "--resume"])
     states = []
     for folder in (out, killed):

@@ -11,12 +11,15 @@ from matplotlib.image import imread
 
 from detnas_d2.cli.search import build_parser, with_export_rank
 from detnas_d2.engine.defaults import parse_command_line
+from detnas_d2.search.build import build_search_strategy
 from detnas_d2.search.config import validate_search_config
 from detnas_d2.search.constraints import CostConstraints
-from detnas_d2.search.engine import FRONT_FILE, FRONT_PLOT_FILE, STATE_FILE, SearchEngine
+from detnas_d2.search.hooks import FRONT_FILE, FRONT_PLOT_FILE
 from detnas_d2.search.launcher import export_choice
 from detnas_d2.search.pareto import crowding_distances, dominates, non_dominated_fronts, select_survivors
-from detnas_d2.search.strategies import NSGA2Strategy, build_search_strategy
+from detnas_d2.search.runner import SearchRunner
+from detnas_d2.search.store import STATE_FILE
+from detnas_d2.search.strategies import NSGA2Strategy
 from tests.test_search_strategies import SimulatedKill, ToySpace, _search_cfg
 
 NUM_GENES, NUM_CHOICES = 5, 4
@@ -63,7 +66,7 @@ def make_engine(output_dir=None, evaluator=None, seed=0, generations=12, cost_li
                              num_mutation=8, num_crossover=8, mutation_prob=0.2, seed=seed, max_tries_factor=10,
                              max_random_tries=1000)
     constraints = CostConstraints({"latency": toy_cost}, {"latency": cost_limit})  # any cost name works
-    return SearchEngine(space, strategy, evaluator or ToyEvaluator(), metric="bbox/AP", constraints=constraints,
+    return SearchRunner(space, strategy, evaluator or ToyEvaluator(), metric="bbox/AP", constraints=constraints,
                         output_dir=output_dir, plot_each_generation=False, **kwargs)
 
 
@@ -163,7 +166,7 @@ def test_config_builds_nsga2_and_errors_name_the_key():
     strategy = build_search_strategy(cfg, ToySpace())
     assert isinstance(strategy, NSGA2Strategy) and strategy.settings()["SEARCH.OBJECTIVE_COST"] == "params"
     with pytest.raises(ValueError, match=r"SEARCH.OBJECTIVE_COST = 'params' is invalid: .*\['flops'\]"):
-        SearchEngine(ToySpace(), strategy, ToyEvaluator(), metric="bbox/AP",
+        SearchRunner(ToySpace(), strategy, ToyEvaluator(), metric="bbox/AP",
                      constraints=CostConstraints({"flops": toy_cost}))
     with pytest.raises(ValueError, match=r"SEARCH.EXPORT_RANK = 0 is invalid: needs SEARCH.STRATEGY 'nsga2'"):
         validate_search_config(_search_cfg(EXPORT_RANK=0))

@@ -24,7 +24,8 @@ from detnas_d2.config import add_detnas_config
 from detnas_d2.engine.defaults import load_cfg, parse_command_line
 from detnas_d2.engine.output_lock import LOCK_FILE, OutputDirLock
 from detnas_d2.search.constraints import InfeasibleConstraintError
-from detnas_d2.search.engine import NoFiniteFitnessError, SearchExistsError
+from detnas_d2.search.runner import NoFiniteFitnessError
+from detnas_d2.search.store import SearchExistsError
 from detnas_d2.search.launcher import build_cost_fns
 from detnas_d2.modeling.searchable import model_search_space
 from test_resume import REPO

@@ -11,15 +11,15 @@ from collections import Counter
 import pytest
 from detectron2.config import get_cfg
 
+from detnas_d2.search.build import build_search_strategy
 from detnas_d2.search.config import add_search_config, validate_search_config
 from detnas_d2.search.constraints import CostConstraints
-from detnas_d2.search.engine import SearchEngine
+from detnas_d2.search.runner import SearchRunner
 from detnas_d2.search.state import rng_state_from_json, rng_state_to_json
 from detnas_d2.search.strategies import (
     CandidateSearchExhausted,
     EvolutionStrategy,
     RandomSearchStrategy,
-    build_search_strategy,
 )
 from detnas_d2.space.base import SearchSpace
 
@@ -113,7 +113,7 @@ def make_evolution(space, seed=0, **overrides):
 def run_in_memory(strategy, flops_limit=40e6):
     """Run a full search without files; returns (result, evaluator)."""
     evaluator = CountingEvaluator(strategy.space)
-    engine = SearchEngine(
+    engine = SearchRunner(
         strategy.space,
         strategy,
         evaluator,

@@ -26,8 +26,8 @@ from detnas_d2.data.datasets import register_from_config  # noqa: E402
 from detnas_d2.engine import Trainer  # noqa: E402
 from detnas_d2.modeling.checkpoint import DetNASCheckpointer  # noqa: E402
 from detnas_d2.modeling.searchable import model_search_space  # noqa: E402
-from detnas_d2.search.evaluator import ShardedEvaluator  # noqa: E402
 from detnas_d2.search.launcher import build_cost_fns  # noqa: E402
+from detnas_d2.search.one_shot import OneShotFitness  # noqa: E402
 from detnas_d2.space.neck import NASFPN_ARCH, NUM_INPUTS, NUM_OUTPUT_CELLS  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,21 +53,21 @@ def format_neck(arch) -> str:
 
 def score_neck_paths(weights: str, num_random: int, seed: int) -> list:
     """Stage 2: ``[(name, arch, AP, detector FLOPs)]`` of the published block and ``num_random`` random necks,
-    scored exactly as the search scores candidates (same evaluator, same cost function)."""
+    scored exactly as the search scores candidates (same fitness, same cost function)."""
     cfg = add_detnas_config(get_cfg())
     cfg.merge_from_file(SEARCH_CONFIG)
     cfg.merge_from_list(["MODEL.WEIGHTS", weights])
     register_from_config(cfg)
     model = Trainer.build_model(cfg)
     DetNASCheckpointer(model).load(weights)
-    evaluator = ShardedEvaluator(cfg, model)
-    flops = build_cost_fns(cfg, evaluator.model)[0]["flops"]
-    space, rng = model_search_space(evaluator.model), random.Random(seed)
+    fitness = OneShotFitness(cfg, model)
+    flops = build_cost_fns(cfg, fitness.model)[0]["flops"]
+    space, rng = model_search_space(fitness.model), random.Random(seed)
     paths = [("NAS-FPN (published)", NASFPN_ARCH)] + [(f"random {i}", space.sample(rng)) for i in range(num_random)]
     scored = []
     for name, arch in paths:
         cost = flops(arch)
-        metrics = evaluator([arch])[0]
+        metrics = fitness([arch])[0]
         scored.append((name, arch, metrics["bbox"]["AP"], cost))
     return scored
 

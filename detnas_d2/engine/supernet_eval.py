@@ -1,4 +1,4 @@
-"""Score one architecture of a supernet: set the path, recalibrate BN, run detectron2 inference + evaluator.
+"""Test one architecture of a supernet: set the path, recalibrate BN, run detectron2 inference + DatasetEvaluator.
 
 Used by the trainer (evaluating a few paths of a supernet during/after training, and ``--eval-only`` of a
 supernet path) and by the architecture search, so both report the same number for the same architecture and
@@ -56,8 +56,9 @@ def preserved_training_state(model: torch.nn.Module):
         torch.set_rng_state(rng[2])
 
 
-class ArchitectureEvaluator:
-    """Evaluates architectures of a one-shot model on one dataset; BN recalibrated per candidate.
+class PathTester:
+    """Tests architectures (paths) of a one-shot model on one dataset, as detectron2's ``test`` does; BN
+    recalibrated per candidate.
 
     ``build_test_loader(dataset_name)`` and ``build_evaluator(dataset_name)`` come from the trainer, so the
     loader/evaluator kinds (detection COCOEvaluator, classification) follow the dataset. ``train_mapper`` maps

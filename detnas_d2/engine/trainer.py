@@ -33,7 +33,7 @@ from .learning_alarm import LearningAlarmHook
 from .lr_scheduler import build_lr_scheduler
 from .path_sampling import PathSamplingHook, check_supernet_eval_config
 from .resume import RNGStateHook
-from .supernet_eval import ArchitectureEvaluator, preserved_training_state
+from .supernet_eval import PathTester, preserved_training_state
 
 
 class Trainer(DefaultTrainer):
@@ -182,7 +182,7 @@ class Trainer(DefaultTrainer):
         logger = logging.getLogger(__name__)
         results = OrderedDict()
         for dataset_name in cfg.DATASETS.TEST:
-            evaluate = ArchitectureEvaluator(
+            evaluate = PathTester(
                 cfg, model, dataset_name, build_test_loader=lambda name: cls.build_test_loader(cfg, name),
                 build_evaluator=lambda name: cls.build_evaluator(cfg, name),
                 train_mapper=cls.build_train_mapper(cfg))

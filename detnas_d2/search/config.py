@@ -5,20 +5,19 @@ from numbers import Integral, Real
 
 from detectron2.config import CfgNode as CN
 from ..config import declare
+from .build import FITNESS_REGISTRY, STRATEGY_REGISTRY
 
 #: allowed values of the string-valued keys
-SEARCH_STRATEGIES = ("evolution", "nsga2", "random", "controller")
 FLOPS_MODES = ("backbone", "detector")
 BN_RECALIB_MODES = ("cumulative", "ema")
 SEARCH_SPACES = ("backbone", "neck", "autoaug")
-SEARCH_EVALUATORS = ("one_shot", "proxy")
 LATENCY_MODES = ("off", "measure", "lut")
 LATENCY_CLOCKS = ("wall", "cpu")
 
 
 
 def add_search_config(cfg: CN) -> None:
-    """Declare every ``SEARCH.*`` key used by the search engine; calling it twice is harmless."""
+    """Declare every ``SEARCH.*`` key used by the search; calling it twice is harmless."""
     if "SEARCH" not in cfg:
         cfg.SEARCH = CN()
     s = cfg.SEARCH
@@ -51,13 +50,13 @@ def add_search_config(cfg: CN) -> None:
     declare(s, "DETECTOR_INPUT_SIZE", (800, 1333))
     # upper parameter-count limit for a legal candidate; 0 = no limit
     declare(s, "PARAMS_LIMIT", 0)
-    # key of the evaluator's metrics dict used as fitness (higher is better)
+    # key of the fitness function's metrics dict used as fitness (higher is better)
     declare(s, "METRIC", "bbox/AP")
     # each of mutation and crossover gets at most MAX_TRIES_FACTOR x its quota of tries (every try counts)
     declare(s, "MAX_TRIES_FACTOR", 10)
     # random draws allowed to find ONE legal random candidate before the search stops as infeasible
     declare(s, "MAX_RANDOM_TRIES", 10000)
-    # candidates handed to the evaluator per call (a distributed evaluator shards them); state saved after each call
+    # candidates handed to the fitness function per call (the one-shot fitness shards them); state saved after each call
     declare(s, "EVAL_BATCH_SIZE", 1)
     # search space being searched: "backbone" (DetNAS), "neck" (NAS-FPN) or "autoaug" (AutoAugment policy)
     declare(s, "SPACE", "backbone")
@@ -175,6 +174,11 @@ def _is_number(value) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
+def _registered(registry) -> tuple:
+    """The names of a registry's entries, in registration order."""
+    return tuple(name for name, _ in registry)
+
+
 def _fail(key: str, value, allowed: str) -> None:
     """Raise the ValueError naming the config key, its value and what is allowed."""
     raise ValueError(f"cfg.{key} = {value!r} is invalid: {allowed}")
@@ -183,8 +187,8 @@ def _fail(key: str, value, allowed: str) -> None:
 def validate_search_config(cfg: CN) -> None:
     """Raise ``ValueError`` naming the first ``SEARCH.*`` key whose value is out of range."""
     s = cfg.SEARCH
-    if s.STRATEGY not in SEARCH_STRATEGIES:
-        _fail("SEARCH.STRATEGY", s.STRATEGY, f"must be one of {SEARCH_STRATEGIES}")
+    if s.STRATEGY not in STRATEGY_REGISTRY:
+        _fail("SEARCH.STRATEGY", s.STRATEGY, f"must be one of {_registered(STRATEGY_REGISTRY)}")
     for key in ("POPULATION", "GENERATIONS", "TOPK", "MAX_TRIES_FACTOR", "MAX_RANDOM_TRIES", "EVAL_BATCH_SIZE"):
         if not _is_int(s[key]) or s[key] < 1:
             _fail(f"SEARCH.{key}", s[key], "must be an integer >= 1")
@@ -214,8 +218,8 @@ def validate_search_config(cfg: CN) -> None:
         _fail("SEARCH.SPACE", s.SPACE, f"must be one of {SEARCH_SPACES}")
     if not isinstance(s.DATASET, str):
         _fail("SEARCH.DATASET", s.DATASET, "must be a dataset name or '' (= DATASETS.TEST[0])")
-    if s.EVALUATOR not in SEARCH_EVALUATORS:
-        _fail("SEARCH.EVALUATOR", s.EVALUATOR, f"must be one of {SEARCH_EVALUATORS}")
+    if s.EVALUATOR not in FITNESS_REGISTRY:
+        _fail("SEARCH.EVALUATOR", s.EVALUATOR, f"must be one of {_registered(FITNESS_REGISTRY)}")
     if s.SPACE == "autoaug" and s.EVALUATOR != "proxy":
         _fail("SEARCH.EVALUATOR", s.EVALUATOR,
               "SEARCH.SPACE 'autoaug' needs 'proxy' (augmentation policies have no supernet)")

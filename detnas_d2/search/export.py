@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from ..engine.supernet_eval import ArchitectureEvaluator
+from ..engine.supernet_eval import PathTester
 from ..modeling.searchable import searchable_parts, set_model_arch, unwrap
 from ..modeling.weight_inheritance import extract_subnet_state_dict
 from ..space.backbone import format_architecture
@@ -61,7 +61,7 @@ def inherited_state_dict(model, arch) -> dict:
     return state
 
 
-def export_best(cfg, model, arch, recalibrate: ArchitectureEvaluator, output_dir: str) -> dict:
+def export_best(cfg, model, arch, recalibrate: PathTester, output_dir: str) -> dict:
     """Write ``best_config.yaml`` and ``best_weights.pth`` for ``arch`` into ``output_dir``; return their paths."""
     set_model_arch(model, arch)
     if recalibrate.num_batches > 0:

@@ -7,29 +7,21 @@ drives the strategy and writes the files.
 """
 import logging
 
-import torch.distributed as dist
 from detectron2.utils import comm
 
 from ..engine.trainer import Trainer
 from ..modeling.searchable import backbone_cost_model, model_search_space, searchable_parts, set_model_arch
 from .config import validate_search_config
-from .engine import SearchEngine
-from .evaluator import ShardedEvaluator
+from .build import build_fitness, build_search_strategy
+from .distributed import broadcast_from_main, run_on_every_rank
 from .export import export_best
+from .hooks import SearchEventWriter
 from .latency import build_latency_cost
-from .proxy import ProxyTaskEvaluator, build_proxy_cost_fns, build_proxy_space, export_proxy_best, proxy_fingerprint
-from .strategies import build_search_strategy
+from .proxy import build_proxy_cost_fns, build_proxy_space, export_proxy_best, proxy_fingerprint
+from .runner import SearchRunner
 from .supernet_weights import load_supernet_weights
-from .tensorboard import SearchEventWriter
 
 logger = logging.getLogger("detnas_d2.search")
-
-
-def broadcast_from_main(obj):
-    """The main rank's ``obj`` on every rank."""
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def build_cost_fns(cfg, model):
@@ -86,39 +78,39 @@ def run_search(cfg, resume: bool = False):
     return run_one_shot_search(cfg, resume)
 
 
-def _engine_factory(cfg, space, evaluator, cost_fns, cost_range, eval_batch_size: int, fingerprint_extra=None):
-    """``make_engine(**kwargs)``: a search engine from ``cfg.SEARCH`` (kwargs: the distributed seam)."""
-    args = SearchEngine.from_config(cfg, space, evaluator, cost_fns=cost_fns, cost_range=cost_range,
+def _runner_factory(cfg, space, fitness, cost_fns, cost_range, eval_batch_size: int, fingerprint_extra=None):
+    """``make_runner(**kwargs)``: a search runner from ``cfg.SEARCH`` (kwargs: e.g. more hooks)."""
+    args = SearchRunner.from_config(cfg, space, fitness, cost_fns=cost_fns, cost_range=cost_range,
                                     output_dir=cfg.OUTPUT_DIR)
     args["fingerprint_extra"] = {**args["fingerprint_extra"], **(fingerprint_extra or {})}
     args["eval_batch_size"] = eval_batch_size
 
-    def make_engine(**kwargs):
-        return SearchEngine(**{**args, "strategy": build_search_strategy(cfg, space)}, **kwargs)
-    return make_engine
+    def make_runner(**kwargs):
+        return SearchRunner(**{**args, "strategy": build_search_strategy(cfg, space)}, **kwargs)
+    return make_runner
 
 
-def one_shot_engine(cfg, model, evaluator):
-    """``make_engine(**kwargs)`` of a one-shot search over ``model``'s searchable parts."""
+def one_shot_runner(cfg, model, fitness):
+    """``make_runner(**kwargs)`` of a one-shot search over ``model``'s searchable parts."""
     cost_fns, cost_range = build_cost_fns(cfg, model)
-    return _engine_factory(cfg, model_search_space(model), evaluator, cost_fns, cost_range,
+    return _runner_factory(cfg, model_search_space(model), fitness, cost_fns, cost_range,
                            cfg.SEARCH.EVAL_BATCH_SIZE * comm.get_world_size())  # one candidate per rank and call
 
 
-def proxy_engine(cfg, evaluator, space=None):
-    """``make_engine(**kwargs)`` of a proxy-task search of ``SEARCH.SPACE``."""
+def proxy_runner(cfg, fitness, space=None):
+    """``make_runner(**kwargs)`` of a proxy-task search of ``SEARCH.SPACE``."""
     space = build_proxy_space(cfg) if space is None else space
-    return _engine_factory(cfg, space, evaluator, build_proxy_cost_fns(cfg, space), None, cfg.SEARCH.EVAL_BATCH_SIZE,
+    return _runner_factory(cfg, space, fitness, build_proxy_cost_fns(cfg, space), None, cfg.SEARCH.EVAL_BATCH_SIZE,
                            proxy_fingerprint(cfg))
 
 
-def _run_engine(cfg, make_engine, resume: bool):
-    """Build the search engine on every rank and run it; the main rank drives it and writes the files."""
+def _run(cfg, make_runner, resume: bool):
+    """Build the search runner on every rank and run it; the main rank drives it and writes the files."""
     broadcast = broadcast_from_main if comm.get_world_size() > 1 else None
     events = SearchEventWriter(cfg.OUTPUT_DIR) if comm.is_main_process() else None
     try:
-        return make_engine(is_main=comm.is_main_process(), broadcast=broadcast,
-                           on_generation_end=events).run(resume=resume)
+        runner = make_runner(hooks=[events] if events is not None else [])
+        return run_on_every_rank(runner, resume, is_main=comm.is_main_process(), broadcast=broadcast)
     finally:
         if events is not None:
             events.close()
@@ -145,13 +137,13 @@ def run_one_shot_search(cfg, resume: bool = False):
     """Search on the supernet named by ``MODEL.WEIGHTS``; export the best path (or a front member) with its weights."""
     model = require_one_shot(Trainer.build_model(cfg))
     load_supernet_weights(cfg, model)
-    evaluator = ShardedEvaluator(cfg, model)
-    model = evaluator.model
-    result = _run_engine(cfg, one_shot_engine(cfg, model, evaluator), resume)
+    fitness = build_fitness(cfg, model=model)
+    model = fitness.model
+    result = _run(cfg, one_shot_runner(cfg, model, fitness), resume)
     if result is None:
         return None
     chosen = export_choice(cfg, result)
-    files = export_best(cfg, model, chosen.arch, evaluator.evaluate_one, cfg.OUTPUT_DIR)
+    files = export_best(cfg, model, chosen.arch, fitness.evaluate_one, cfg.OUTPUT_DIR)
     logger.info(f"{export_label(cfg)} {chosen.arch}: {cfg.SEARCH.METRIC} = {chosen.fitness}, "
                 f"costs {chosen.costs}; exported {files['config']} and {files['weights']}")
     return result
@@ -160,7 +152,7 @@ def run_one_shot_search(cfg, resume: bool = False):
 def run_proxy_search(cfg, resume: bool = False):
     """Search ``SEARCH.SPACE`` by training every candidate on the proxy task; export the best one's config."""
     space = build_proxy_space(cfg)
-    result = _run_engine(cfg, proxy_engine(cfg, ProxyTaskEvaluator(cfg, space), space), resume)
+    result = _run(cfg, proxy_runner(cfg, build_fitness(cfg, space=space), space), resume)
     if result is None:
         return None
     chosen = export_choice(cfg, result)

@@ -12,10 +12,10 @@ from detectron2.modeling import build_model
 
 from ..engine.output_lock import LOCK_FILE
 from .config import validate_search_config
-from .engine import BEST_FILE, LOG_FILE, STATE_FILE, existing_search_error
-from .evaluator import search_dataset_name
 from .export import CONFIG_FILE, WEIGHTS_FILE
-from .launcher import one_shot_engine, proxy_engine, require_one_shot
+from .launcher import one_shot_runner, proxy_runner, require_one_shot
+from .one_shot import search_dataset_name
+from .store import BEST_FILE, LOG_FILE, STATE_FILE, existing_search_error
 from .supernet_weights import load_supernet_weights
 
 #: files whose presence means that a folder holds a search (or its export)
@@ -31,19 +31,19 @@ def _cpu_config(cfg):
 
 
 def preflight_search(cfg):
-    """Check the search config, its dataset, supernet weights and cost limits; return ``make_engine()``, building
-    a fresh engine (no evaluator) for the folder checks of :func:`check_output_dir`. Writes nothing."""
+    """Check the search config, its dataset, supernet weights and cost limits; return ``make_runner()``, building
+    a fresh runner (no fitness) for the folder checks of :func:`check_output_dir`. Writes nothing."""
     validate_search_config(cfg)
     search_dataset_name(cfg)
     if cfg.SEARCH.EVALUATOR == "proxy":
-        make_engine = proxy_engine(cfg, None)
+        make_runner = proxy_runner(cfg, None)
     else:
         cpu = _cpu_config(cfg)
         model = require_one_shot(build_model(cpu))
         load_supernet_weights(cpu, model)
-        make_engine = one_shot_engine(cfg, model, None)
-    make_engine().constraints.check_feasible()
-    return make_engine
+        make_runner = one_shot_runner(cfg, model, None)
+    make_runner().constraints.check_feasible()
+    return make_runner
 
 
 def search_files(output_dir: str) -> list:
@@ -51,7 +51,7 @@ def search_files(output_dir: str) -> list:
     return [name for name in SEARCH_FILES if os.path.exists(os.path.join(output_dir, name))]
 
 
-def check_output_dir(make_engine, output_dir: str, resume: bool, overwrite: bool) -> None:
+def check_output_dir(make_runner, output_dir: str, resume: bool, overwrite: bool) -> None:
     """Fail if the run cannot start in ``output_dir``: a new search where a search is (unless ``overwrite``), or a
     resume that does not match the saved state or log. Writes nothing."""
     found = search_files(output_dir)
@@ -59,7 +59,7 @@ def check_output_dir(make_engine, output_dir: str, resume: bool, overwrite: bool
         return
     if not resume or not {STATE_FILE, LOG_FILE} & set(found):
         raise existing_search_error(output_dir, found, resume)
-    make_engine().check_start(resume=True)
+    make_runner().check_start(resume=True)
 
 
 def aside_folder(output_dir: str) -> str:

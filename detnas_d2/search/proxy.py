@@ -1,14 +1,14 @@
 """Proxy-task fitness: every candidate trains a fresh detector for a short schedule and is scored on the held-out split.
 
 This is how NAS-FPN (spec nasfpn.md section 4) and AutoAugment (spec autoaugment.md section 3) score candidates,
-as opposed to the one-shot evaluator, which scores paths of one trained supernet. For each candidate the
+as opposed to the one-shot fitness, which scores paths of one trained supernet. For each candidate the
 search config is cloned, the candidate is applied through the applier registered for ``SEARCH.SPACE``, the
 ``SEARCH.PROXY`` schedule replaces the solver's, and :class:`ProxyTrainer` (the plugin's ``Trainer`` without
 checkpoints or end-of-training hook evaluation) trains it in ``OUTPUT_DIR/proxy/<hash of the candidate>``;
 ``Trainer.test`` then scores it on ``search_dataset_name(cfg)``. Every candidate starts from the same seed,
 so the differences between their scores come from the candidates.
 
-Distribution: unlike :class:`~detnas_d2.search.evaluator.ShardedEvaluator` (one candidate per rank), all
+Distribution: unlike :class:`~detnas_d2.search.one_shot.OneShotFitness` (one candidate per rank), all
 ranks train each candidate together (DDP inside the trainer, ``SOLVER.IMS_PER_BATCH`` split over them) and
 candidates run one after another. A proxy training is much longer than a one-shot evaluation and its batch
 size is part of the proxy task, so spreading candidates over ranks would change each candidate's training
@@ -37,7 +37,7 @@ from ..engine.trainer import Trainer
 from ..modeling.neck import NASFPN
 from ..space.base import SearchSpace
 from ..space.neck import NeckSearchSpace, format_compact_neck_arch
-from .evaluator import search_dataset_name
+from .one_shot import search_dataset_name
 from .export import CONFIG_FILE, exported_config
 from .state import atomic_write
 
@@ -180,10 +180,11 @@ class ProxyTrainer(Trainer):
         return [h for h in super().build_hooks() if not isinstance(h, (hooks.PeriodicCheckpointer, hooks.EvalHook))]
 
 
-class ProxyTaskEvaluator:
-    """Engine-facing evaluator: ``archs -> [results]``, each candidate trained briefly from scratch and scored.
+class ProxyFitness:
+    """The search's fitness on a proxy task: ``archs -> [results]``, each candidate trained briefly from scratch and
+    scored.
 
-    Call it on every rank with the same candidates (the engine broadcasts them); the results are meaningful
+    Call it on every rank with the same candidates (the main rank broadcasts them); the results are meaningful
     on the main rank.
     """
 
@@ -252,7 +253,7 @@ def build_proxy_cost_fns(cfg, space: SearchSpace) -> Dict[str, Callable[[Any], f
 
 def candidate_detector_flops(cfg, space: SearchSpace) -> Callable[[Any], int]:
     """``arch -> FLOPs`` of the detector ``candidate_config`` builds, at ``SEARCH.DETECTOR_INPUT_SIZE`` (the
-    engine caches costs per candidate). Fails if the built model holds no NAS-FPN neck to search."""
+    runner caches costs per candidate). Fails if the built model holds no NAS-FPN neck to search."""
     height, width = cfg.SEARCH.DETECTOR_INPUT_SIZE
 
     def flops(arch) -> int:
@@ -268,7 +269,7 @@ def candidate_detector_flops(cfg, space: SearchSpace) -> Callable[[Any], int]:
 
 
 def proxy_fingerprint(cfg) -> Dict[str, Any]:
-    """The proxy settings a resumed search must share with the interrupted one (the engine compares them)."""
+    """The proxy settings a resumed search must share with the interrupted one (the runner compares them)."""
     nodes = {"PROXY": cfg.SEARCH.PROXY, "AUTOAUG": cfg.SEARCH.AUTOAUG, "NECK": cfg.SEARCH.NECK}
     settings = {f"SEARCH.{node}.{key}": value for node, values in nodes.items() for key, value in values.items()}
     return {"SEARCH.EVALUATOR": cfg.SEARCH.EVALUATOR, **settings}

@@ -1,7 +1,7 @@
 """Search strategies: the DetNAS/SPOS evolutionary algorithm (spec 4.1/4.2), its multi-objective NSGA-II variant
 and a same-budget random search (the PPO-trained RNN controller is in ``controller.py``).
 
-A strategy only decides WHICH architectures to evaluate; the engine (``engine.py``) evaluates them,
+A strategy only decides WHICH architectures to evaluate; the runner (``runner.py``) evaluates them,
 owns the memo and the files. The interaction is ask/tell, one generation at a time::
 
     archs = strategy.propose(is_legal)   # is_legal(arch): within cost limits and not evaluated earlier
@@ -345,41 +345,3 @@ class NSGA2Strategy(EvolutionStrategy):
         """Binary tournament: the better of two uniform draws (lower front, then larger crowding; tie: the first)."""
         a, b = self.rng.choice(pool), self.rng.choice(pool)
         return b[0] if (b[1], -b[2]) < (a[1], -a[2]) else a[0]
-
-
-def build_search_strategy(cfg, space: SearchSpace) -> SearchStrategy:
-    """The strategy selected by ``cfg.SEARCH.STRATEGY``, configured from ``cfg.SEARCH``."""
-    s = cfg.SEARCH
-    common = dict(
-        population=s.POPULATION,
-        generations=s.GENERATIONS,
-        topk=s.TOPK,
-        seed=s.SEED,
-        max_random_tries=s.MAX_RANDOM_TRIES,
-    )
-    evolution = dict(
-        num_mutation=s.NUM_MUTATION,
-        num_crossover=s.NUM_CROSSOVER,
-        mutation_prob=s.MUTATION_PROB,
-        max_tries_factor=s.MAX_TRIES_FACTOR,
-        **common,
-    )
-    if s.STRATEGY == EvolutionStrategy.name:
-        return EvolutionStrategy(space, **evolution)
-    if s.STRATEGY == NSGA2Strategy.name:
-        return NSGA2Strategy(space, objective_cost=s.OBJECTIVE_COST, **evolution)
-    if s.STRATEGY == RandomSearchStrategy.name:
-        return RandomSearchStrategy(space, **common)
-    if s.STRATEGY == "controller":
-        from .controller import ControllerStrategy  # imports torch; the other strategies do not need it
-
-        c = s.CONTROLLER
-        return ControllerStrategy(
-            space, hidden_size=c.HIDDEN_SIZE, lr=c.LR, clip=c.CLIP, entropy_weight=c.ENTROPY_WEIGHT,
-            baseline_decay=c.BASELINE_DECAY, ppo_epochs=c.PPO_EPOCHS, normalize_advantage=c.NORMALIZE_ADVANTAGE,
-            **common,
-        )
-    raise ValueError(
-        f"cfg.SEARCH.STRATEGY = {s.STRATEGY!r} is invalid: must be one of "
-        f"{(EvolutionStrategy.name, NSGA2Strategy.name, RandomSearchStrategy.name, 'controller')}"
-    )

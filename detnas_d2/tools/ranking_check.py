@@ -48,14 +48,14 @@ def choose_architectures(space, flops, spread: int, band: int, seed: int, band_w
 def one_shot_scores(cfg, archs: Sequence[list]) -> List[float]:
     """The search's fitness of every ``arch`` on the supernet of ``cfg.MODEL.WEIGHTS`` (one process)."""
     from ..engine.trainer import Trainer
-    from ..search.engine import flatten_metrics
-    from ..search.evaluator import ShardedEvaluator
+    from ..search.one_shot import OneShotFitness
+    from ..search.runner import flatten_metrics
     from ..search.supernet_weights import load_supernet_weights
 
     model = Trainer.build_model(cfg)
     load_supernet_weights(cfg, model)
-    evaluator = ShardedEvaluator(cfg, model)
-    return [flatten_metrics(result)[cfg.SEARCH.METRIC] for result in evaluator(list(archs))]
+    fitness = OneShotFitness(cfg, model)
+    return [flatten_metrics(result)[cfg.SEARCH.METRIC] for result in fitness(list(archs))]
 
 
 def search_cfg(config_file: str, opts: Sequence[str]):

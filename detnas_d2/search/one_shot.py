@@ -1,4 +1,4 @@
-"""The search's fitness: candidates sharded across ranks, each scored by one rank on the whole search split.
+"""The one-shot fitness: supernet paths sharded across ranks, each scored by one rank on the whole search split.
 
 Every rank holds the supernet (its weights never change). A call with a batch of candidates gives rank ``r``
 the candidates ``r, r + world, ...``; each rank recalibrates BN and runs inference on the full search split
@@ -16,7 +16,7 @@ from detectron2.utils import comm
 
 from ..data.registration import set_json_file
 from ..engine.bn_recalib import convert_sync_bn_to_bn
-from ..engine.supernet_eval import ArchitectureEvaluator
+from ..engine.supernet_eval import PathTester
 from ..engine.trainer import Trainer
 
 
@@ -54,15 +54,16 @@ def ensure_coco_ground_truth(cfg, dataset_name: str) -> None:
     set_json_file(dataset_name, path)
 
 
-class ShardedEvaluator:
-    """Engine-facing evaluator: ``archs -> [results]``, candidates split across ranks, results gathered."""
+class OneShotFitness:
+    """The search's fitness of supernet paths: ``archs -> [results]``, candidates split across ranks, results
+    gathered."""
 
     def __init__(self, cfg, model):
         self.model = convert_sync_bn_to_bn(model) if comm.get_world_size() > 1 else model
         self.model.eval()
         dataset_name = search_dataset_name(cfg)
         ensure_coco_ground_truth(cfg, dataset_name)
-        self.evaluate_one = ArchitectureEvaluator(
+        self.evaluate_one = PathTester(
             cfg, self.model, dataset_name, build_test_loader=lambda name: local_test_loader(cfg, name),
             build_evaluator=local_coco_evaluator, train_mapper=Trainer.build_train_mapper(cfg))
 
