@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from detectron2.config import get_cfg
 
-from detnas_d2.search.build import build_search_strategy
+from detnas_d2.search.build import STRATEGY_REGISTRY, build_search_strategy
 from detnas_d2.search.config import add_search_config, validate_search_config
 from detnas_d2.search.constraints import CostConstraints
 from detnas_d2.search.runner import SearchRunner
@@ -21,6 +21,7 @@ from detnas_d2.search.strategies import (
     EvolutionStrategy,
     RandomSearchStrategy,
 )
+from detnas_d2.space.backbone import BackboneSearchSpace
 from detnas_d2.space.base import SearchSpace
 
 NUM_GENES = 20
@@ -307,3 +308,11 @@ def test_add_search_config_defaults_and_idempotence():
 def test_validate_search_config_names_the_bad_key(key, value, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         validate_search_config(_search_cfg(**{key: value}))
+
+
+def test_every_registered_strategy_is_accepted_and_built_from_the_config():
+    for name, _ in STRATEGY_REGISTRY:
+        cfg = _search_cfg(STRATEGY=name)
+        validate_search_config(cfg)
+        strategy = build_search_strategy(cfg, BackboneSearchSpace())  # the controller needs a tokenized space
+        assert strategy.name == name and strategy.population == cfg.SEARCH.POPULATION
