@@ -2,7 +2,8 @@
 
 ``SEARCH.EVALUATOR`` picks the fitness: "one_shot" loads the trained supernet and scores its paths (each rank
 evaluates its share of each batch of candidates); "proxy" trains a fresh detector per candidate on a short
-schedule (all ranks train each candidate together). Runs in every process of a detectron2 ``launch``: rank 0
+schedule (all ranks train each candidate together). Which parts a search covers and how each is found, exported
+and costed is :mod:`detnas_d2.parts`. Runs in every process of a detectron2 ``launch``: rank 0
 drives the strategy and writes the files.
 """
 import logging
@@ -11,12 +12,12 @@ import torch.distributed as dist
 from detectron2.utils import comm
 
 from ..engine.trainer import Trainer
-from ..modeling.searchable import backbone_cost_model, model_search_space, searchable_parts, set_model_arch
+from ..modeling.searchable import model_search_space, searchable_parts, set_model_arch
+from ..parts import get_part, parse_space
 from .config import validate_search_config
 from .engine import SearchEngine
 from .evaluator import ShardedEvaluator
 from .export import export_best
-from .latency import build_latency_cost
 from .proxy import ProxyTaskEvaluator, build_proxy_cost_fns, build_proxy_space, export_proxy_best, proxy_fingerprint
 from .strategies import build_search_strategy
 from .supernet_weights import load_supernet_weights
@@ -33,42 +34,44 @@ def broadcast_from_main(obj):
 
 
 def build_cost_fns(cfg, model):
-    """``({"flops": f, "params": g}, cost_range)`` per ``SEARCH.FLOPS_MODE`` for the model's one-shot parts.
+    """``({"flops": f, "params": g, ...}, cost_range)`` of a one-shot search over the model's one-shot parts.
 
-    "backbone": the spec's counter (conv + linear multiply-adds of stem + blocks at 224x224), analytical.
-    "detector": fvcore's count of the whole detector with the candidate's path at SEARCH.DETECTOR_INPUT_SIZE.
-    Parameters always count the backbone (stem + blocks). With ``SEARCH.LATENCY.MODE`` "measure" or "lut",
-    "latency" is the backbone's fixed-subnet milliseconds (see :mod:`detnas_d2.search.latency`).
+    Each part contributes its own costs (the backbone: "params", "flops" with ``SEARCH.FLOPS_MODE`` "backbone",
+    "latency" with ``SEARCH.LATENCY.MODE`` "measure" or "lut"; see :mod:`detnas_d2.parts`). ``SEARCH.FLOPS_MODE``
+    "detector" counts the whole detector with the candidate's path at SEARCH.DETECTOR_INPUT_SIZE (fvcore). A cost
+    range is known for a single part only.
     """
     from ..cost import detector_flops
 
     parts = searchable_parts(model)  # once: walking the model in every cost call took milliseconds per candidate
-    cost_fns, cost_range = {}, None
-    if "backbone" in parts:
-        table = backbone_cost_model(model)
-        body = (lambda arch: arch["backbone"]) if len(parts) > 1 else (lambda arch: arch)
-        cost_fns["params"] = lambda arch: table.params(body(arch))
-    if cfg.SEARCH.FLOPS_MODE == "backbone":
-        if "backbone" not in parts:
-            raise ValueError("SEARCH.FLOPS_MODE 'backbone' needs a one-shot DetNAS backbone; use 'detector'")
-        cost_fns["flops"] = lambda arch: table.flops(body(arch))
-        if len(parts) == 1:
-            def cost_range(name):
-                return table.bounds(name) if name in ("flops", "params") else None
-    else:
+    cost_fns = {}
+    for name, module in parts.items():
+        for cost, fn in get_part(name).cost_fns(cfg, module).items():
+            cost_fns[cost] = _on_part(fn, name, parts)
+    if cfg.SEARCH.FLOPS_MODE == "backbone" and "flops" not in cost_fns:
+        raise ValueError("SEARCH.FLOPS_MODE 'backbone' needs a one-shot DetNAS backbone; use 'detector'")
+    if cfg.SEARCH.FLOPS_MODE == "detector":
         height, width = cfg.SEARCH.DETECTOR_INPUT_SIZE
 
         def flops(arch):
             set_model_arch(model, arch)
             return detector_flops(model, height, width)
         cost_fns["flops"] = flops
-    if cfg.SEARCH.LATENCY.MODE != "off":
-        if "backbone" not in parts:
-            raise ValueError(f"cfg.SEARCH.LATENCY.MODE = {cfg.SEARCH.LATENCY.MODE!r} needs a one-shot DetNAS backbone "
-                             "(MODEL.DETNAS.ARCH ''); set it 'off' for a neck-only search")
-        latency = build_latency_cost(cfg, parts["backbone"].body)
-        cost_fns["latency"] = lambda arch: latency(body(arch))
+    if cfg.SEARCH.LATENCY.MODE != "off" and "latency" not in cost_fns:
+        raise ValueError(f"cfg.SEARCH.LATENCY.MODE = {cfg.SEARCH.LATENCY.MODE!r} needs a one-shot DetNAS backbone "
+                         "(MODEL.DETNAS.ARCH ''); set it 'off' for a neck-only search")
+    cost_range = None
+    if len(parts) == 1:
+        ((name, module),) = parts.items()
+        cost_range = get_part(name).cost_range(cfg, module)
     return cost_fns, cost_range
+
+
+def _on_part(fn, name: str, parts: dict):
+    """``fn`` of part ``name``'s architecture as a function of the model-level architecture over ``parts``."""
+    if len(parts) == 1:
+        return fn
+    return lambda arch: fn(arch[name])
 
 
 def require_one_shot(model):
@@ -98,8 +101,23 @@ def _engine_factory(cfg, space, evaluator, cost_fns, cost_range, eval_batch_size
     return make_engine
 
 
+def check_space(cfg, model) -> None:
+    """Every part ``SEARCH.SPACE`` names must be a one-shot part of ``model``; a one-shot search samples every
+    one-shot part of the supernet, named or not ("" names none)."""
+    parts = searchable_parts(model)
+    allowed = sorted(parts)
+    missing = [name for name in parse_space(cfg.SEARCH.SPACE) if name not in allowed]
+    if missing:
+        raise ValueError(
+            f"cfg.SEARCH.SPACE = {cfg.SEARCH.SPACE!r} is invalid: this model has no one-shot "
+            f"{' or '.join(get_part(name).description for name in missing)}; allowed parts: {allowed} "
+            "(comma-separated, or '' for the model's one-shot parts). MODEL.DETNAS.ARCH '' builds a one-shot "
+            "backbone, MODEL.NASFPN.ONE_SHOT True a one-shot neck")
+
+
 def one_shot_engine(cfg, model, evaluator):
     """``make_engine(**kwargs)`` of a one-shot search over ``model``'s searchable parts."""
+    check_space(cfg, model)
     cost_fns, cost_range = build_cost_fns(cfg, model)
     return _engine_factory(cfg, model_search_space(model), evaluator, cost_fns, cost_range,
                            cfg.SEARCH.EVAL_BATCH_SIZE * comm.get_world_size())  # one candidate per rank and call
