@@ -2,8 +2,9 @@
 
 ``SEARCH.EVALUATOR`` picks the fitness: "one_shot" loads the trained supernet and scores its paths (each rank
 evaluates its share of each batch of candidates); "proxy" trains a fresh detector per candidate on a short
-schedule (all ranks train each candidate together). Which parts a search covers and how each is found, exported
-and costed is :mod:`detnas_d2.parts`. Runs in every process of a detectron2 ``launch``: rank 0
+schedule (all ranks train each candidate together). A one-shot search whose ``SEARCH.SPACE`` also names parts only
+a proxy can score (the augmentation policy) runs both, one after the other (:mod:`detnas_d2.search.joint`). Which
+parts a search covers and how each is found, exported and costed is :mod:`detnas_d2.parts`. Runs in every process of a detectron2 ``launch``: rank 0
 drives the strategy and writes the files.
 """
 import logging
@@ -13,11 +14,12 @@ from detectron2.utils import comm
 
 from ..engine.trainer import Trainer
 from ..modeling.searchable import model_search_space, searchable_parts, set_model_arch
-from ..parts import get_part, parse_space
+from ..parts import get_part, parse_space, part_names
 from .config import validate_search_config
 from .engine import SearchEngine
 from .evaluator import ShardedEvaluator
 from .export import export_best
+from .joint import has_search, phase_one_config, phase_two_config, proxy_only_parts, write_combined_config
 from .proxy import ProxyTaskEvaluator, build_proxy_cost_fns, build_proxy_space, export_proxy_best, proxy_fingerprint
 from .strategies import build_search_strategy
 from .supernet_weights import load_supernet_weights
@@ -82,11 +84,29 @@ def require_one_shot(model):
 
 
 def run_search(cfg, resume: bool = False):
-    """Run the search ``SEARCH.EVALUATOR`` names; returns the result on rank 0 (``None`` elsewhere)."""
+    """Run the search ``SEARCH.EVALUATOR`` names (two phases when ``SEARCH.SPACE`` also names parts only a proxy
+    can score); returns the result on rank 0 (``None`` elsewhere)."""
     validate_search_config(cfg)
     if cfg.SEARCH.EVALUATOR == "proxy":
         return run_proxy_search(cfg, resume)
+    if proxy_only_parts(cfg):
+        return run_joint_search(cfg, resume)
     return run_one_shot_search(cfg, resume)
+
+
+def run_joint_search(cfg, resume: bool = False):
+    """Phase 1 one-shot, phase 2 proxy (see :mod:`detnas_d2.search.joint`); each resumes where it stopped.
+    Returns ``{"one_shot": result, "proxy": result}`` on rank 0."""
+    first = phase_one_config(cfg)
+    architecture = run_one_shot_search(first, resume and has_search(first.OUTPUT_DIR))
+    comm.synchronize()  # phase 2 reads phase 1's export
+    second = phase_two_config(cfg)
+    validate_search_config(second)
+    policy = run_proxy_search(second, resume and has_search(second.OUTPUT_DIR))
+    if not comm.is_main_process():
+        return None
+    logger.info(f"joint search: combined config {write_combined_config(cfg)}")
+    return {"one_shot": architecture, "proxy": policy}
 
 
 def _engine_factory(cfg, space, evaluator, cost_fns, cost_range, eval_batch_size: int, fingerprint_extra=None):
@@ -102,10 +122,10 @@ def _engine_factory(cfg, space, evaluator, cost_fns, cost_range, eval_batch_size
 
 
 def check_space(cfg, model) -> None:
-    """Every part ``SEARCH.SPACE`` names must be a one-shot part of ``model``; a one-shot search samples every
-    one-shot part of the supernet, named or not ("" names none)."""
+    """Every part ``SEARCH.SPACE`` names must be a one-shot part of ``model`` or one only a proxy can score (searched
+    after it); a one-shot search samples every one-shot part of the supernet, named or not ("" names none)."""
     parts = searchable_parts(model)
-    allowed = sorted(parts)
+    allowed = sorted(parts) + [name for name in part_names() if "one_shot" not in get_part(name).evaluators]
     missing = [name for name in parse_space(cfg.SEARCH.SPACE) if name not in allowed]
     if missing:
         raise ValueError(
