@@ -22,7 +22,7 @@ class SearchablePart:
     """One kind of searchable thing (a backbone, a neck, an augmentation policy); stateless.
 
     ``evaluators`` says how its candidates can be scored: "one_shot" (as paths of a trained supernet the model
-    holds) and/or "proxy" (each candidate trained briefly from scratch).
+    holds) and/or "proxy" (each candidate trained briefly on the proxy task).
     """
 
     #: the part's name in ``SEARCH.SPACE`` and the key of its architecture in a joint architecture
