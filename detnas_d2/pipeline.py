@@ -35,8 +35,8 @@ from typing import Dict, List
 import yaml
 
 from .engine.learning_alarm import ALARM_FILE
+from .parts import get_part
 from .search.export import WEIGHTS_FILE
-from .space.neck import format_compact_neck_arch
 from .utils.io import atomic_write
 
 STAGES = ("pretrain", "finetune", "search", "retrain", "evaluate", "reference")
@@ -174,14 +174,11 @@ class Pipeline:
 
     @staticmethod
     def _arch_opts(best: Dict) -> List[str]:
+        """Command-line options fixing the searched parts (a bare architecture is the backbone's)."""
         arch = best["arch"]
         parts = arch if isinstance(arch, dict) else {"backbone": arch}
-        opts = []
-        if "backbone" in parts:
-            opts += ["MODEL.DETNAS.ARCH", "-".join(map(str, parts["backbone"]))]
-        if "neck" in parts:
-            opts += ["MODEL.NASFPN.ARCH", format_compact_neck_arch(parts["neck"]), "MODEL.NASFPN.ONE_SHOT", "False"]
-        return opts
+        return [str(item) for name, part_arch in parts.items()
+                for key, value in get_part(name).config_values(part_arch).items() for item in (key, value)]
 
     def _evaluate(self) -> None:
         out = self.stage_dir("evaluate")

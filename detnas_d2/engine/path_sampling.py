@@ -16,7 +16,8 @@ from detectron2.config import CfgNode as CN
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-from ..modeling.searchable import backbone_arch, backbone_cost_model, model_search_space, searchable_parts, set_model_arch
+from ..modeling.searchable import model_search_space, searchable_parts, set_model_arch
+from ..parts import get_part, part_archs
 from ..search.state import atomic_write
 from ..space.base import SearchSpace
 
@@ -105,7 +106,8 @@ class PathSamplingHook(HookBase):
         self.space = model_search_space(model)
         self.model = model
         self.rng = random.Random(cfg.SUPERNET.SEED)
-        self.cost_model = backbone_cost_model(model) if "backbone" in searchable_parts(model) else None
+        self.parts = searchable_parts(model)
+        self.cost_model = get_part("backbone").cost_model(self.parts["backbone"]) if "backbone" in self.parts else None
         self.draw = self._build_sampler(cfg)
         self.log_file: Optional[str] = None
         if cfg.SUPERNET.LOG_PATHS:
@@ -124,8 +126,12 @@ class PathSamplingHook(HookBase):
         bins = cfg.SUPERNET.FLOPS_BINS
         include = bins.INCLUDE_CLASSIFIER
         return FlopsBinnedSampler(
-            self.space, lambda arch: self.cost_model.flops(backbone_arch(self.model, arch), include_classifier=include),
+            self.space, lambda arch: self.cost_model.flops(self.backbone_arch(arch), include_classifier=include),
             bins.RANGE, bins.NUM_BINS, bins.MAX_TRIES)
+
+    def backbone_arch(self, arch):
+        """The backbone's part of a model-level path (the FLOPs counted while sampling are the backbone's)."""
+        return part_archs(self.parts, arch)["backbone"]
 
     def next_path(self):
         """Draw on rank 0 and broadcast to all ranks."""
@@ -142,7 +148,7 @@ class PathSamplingHook(HookBase):
         self.current = self.next_path()
         set_model_arch(self.model, self.current)
         if self.cost_model is not None:
-            flops = self.cost_model.flops(backbone_arch(self.model, self.current), include_classifier=False)
+            flops = self.cost_model.flops(self.backbone_arch(self.current), include_classifier=False)
             self.trainer.storage.put_scalar("supernet/path_mflops", flops / 1e6, smoothing_hint=False)
         if self.log_file:
             with open(self.log_file, "a") as f:

@@ -1,20 +1,16 @@
 """The one-shot (searchable) parts of a built model and the search space they span.
 
-A detector may hold a DetNAS supernet backbone (part ``"backbone"``), a one-shot NAS-FPN neck (part ``"neck"``),
-or both. With one part, an architecture is that part's own encoding (a list); with both, it is a dict
-``{"backbone": ..., "neck": ...}`` over a :class:`~detnas_d2.space.joint.JointSpace`.
+A detector may hold several one-shot parts (see :mod:`detnas_d2.parts`: a DetNAS supernet backbone ``"backbone"``,
+a one-shot NAS-FPN neck ``"neck"``). With one part, an architecture is that part's own encoding (a list); with
+several, it is a dict ``{"backbone": ..., "neck": ...}`` over a :class:`~detnas_d2.space.joint.JointSpace`.
 """
 from typing import Dict
 
 from torch import nn
 
-from ..cost import BackboneCostModel
-from ..space.backbone import BackboneSearchSpace
+from ..parts import SEARCHABLE_PART_REGISTRY, get_part, part_archs
 from ..space.base import SearchSpace
 from ..space.joint import JointSpace
-from ..space.neck import NeckSearchSpace
-from .detnas_backbone import DetNASBackbone
-from .neck import NASFPN
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -23,26 +19,19 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def searchable_parts(model: nn.Module) -> Dict[str, nn.Module]:
-    """``{"backbone": DetNASBackbone, "neck": NASFPN}`` for the one-shot parts present in ``model``."""
+    """``{part name: one-shot module}`` for the registered parts the model holds as supernets."""
     parts = {}
-    for module in unwrap(model).modules():
-        if isinstance(module, DetNASBackbone) and module.is_supernet:
-            name = "backbone"
-        elif isinstance(module, NASFPN) and module.is_supernet:
-            name = "neck"
-        else:
-            continue
-        if name in parts:
-            raise ValueError(f"the model holds more than one one-shot {name}; only one of each is supported")
-        parts[name] = module
+    for _, part_type in sorted(SEARCHABLE_PART_REGISTRY):
+        part = part_type()
+        module = part.find(unwrap(model))
+        if module is not None and part.is_one_shot(module):
+            parts[part.name] = module
     return parts
 
 
 def part_space(name: str, part: nn.Module) -> SearchSpace:
-    """The search space of one one-shot part."""
-    if name == "backbone":
-        return BackboneSearchSpace(part.body.space)
-    return NeckSearchSpace(part.nasfpn.num_cells)
+    """The search space of the one-shot module ``part`` of part ``name``."""
+    return get_part(name).model_space(part)
 
 
 def model_search_space(model: nn.Module) -> SearchSpace:
@@ -57,24 +46,7 @@ def model_search_space(model: nn.Module) -> SearchSpace:
 def set_model_arch(model: nn.Module, arch) -> None:
     """Select ``arch`` (in the form :func:`model_search_space` produces) on the model's one-shot parts."""
     parts = searchable_parts(model)
-    if len(parts) == 1:
-        next(iter(parts.values())).set_arch(arch)
-        return
-    if not isinstance(arch, dict) or set(arch) != set(parts):
+    if len(parts) != 1 and (not isinstance(arch, dict) or set(arch) != set(parts)):
         raise ValueError(f"this model has one-shot parts {sorted(parts)}; pass a dict with exactly those keys")
-    for name, part in parts.items():
-        part.set_arch(arch[name])
-
-
-def backbone_arch(model: nn.Module, arch):
-    """The backbone part of a model-level architecture (``None`` if the model has no one-shot backbone)."""
-    parts = searchable_parts(model)
-    if "backbone" not in parts:
-        return None
-    return arch["backbone"] if len(parts) > 1 else arch
-
-
-def backbone_cost_model(model: nn.Module) -> BackboneCostModel:
-    """The analytical cost model matching the model's one-shot DetNAS backbone (224x224, ImageNet head)."""
-    body = searchable_parts(model)["backbone"].body
-    return BackboneCostModel(space=body.space, layout=body.layout, style=body.style)
+    for name, part_arch in part_archs(parts, arch).items():
+        get_part(name).set_arch(parts[name], part_arch)

@@ -6,11 +6,11 @@ from numbers import Integral, Real
 from detectron2.config import CfgNode as CN
 from ..config import declare
 from .build import FITNESS_REGISTRY, STRATEGY_REGISTRY
+from ..parts import get_part, parse_space
 
 #: allowed values of the string-valued keys
 FLOPS_MODES = ("backbone", "detector")
 BN_RECALIB_MODES = ("cumulative", "ema")
-SEARCH_SPACES = ("backbone", "neck", "autoaug")
 LATENCY_MODES = ("off", "measure", "lut")
 LATENCY_CLOCKS = ("wall", "cpu")
 
@@ -58,7 +58,9 @@ def add_search_config(cfg: CN) -> None:
     declare(s, "MAX_RANDOM_TRIES", 10000)
     # candidates handed to the fitness function per call (the one-shot fitness shards them); state saved after each call
     declare(s, "EVAL_BATCH_SIZE", 1)
-    # search space being searched: "backbone" (DetNAS), "neck" (NAS-FPN) or "autoaug" (AutoAugment policy)
+    # parts searched (detnas_d2.parts), comma-separated: "backbone" (DetNAS), "neck" (NAS-FPN), "autoaug"
+    # (AutoAugment policy), e.g. "backbone,neck,autoaug"; "" = every one-shot part of the model. A one-shot search
+    # samples every one-shot part of the supernet; parts only a proxy can score (autoaug) then get a proxy phase
     declare(s, "SPACE", "backbone")
     # held-out dataset the fitness is measured on; "" = cfg.DATASETS.TEST[0]. DATASETS.SEARCH_HOLDOUT.SIZE > 0 wins:
     # the search then scores on that held-out split
@@ -214,15 +216,15 @@ def validate_search_config(cfg: CN) -> None:
     if not isinstance(s.METRIC, str) or not s.METRIC:
         _fail("SEARCH.METRIC", s.METRIC, "must be a non-empty metric name such as 'bbox/AP'")
     _validate_multi_objective(s)
-    if s.SPACE not in SEARCH_SPACES:
-        _fail("SEARCH.SPACE", s.SPACE, f"must be one of {SEARCH_SPACES}")
+    names = parse_space(s.SPACE)
     if not isinstance(s.DATASET, str):
         _fail("SEARCH.DATASET", s.DATASET, "must be a dataset name or '' (= DATASETS.TEST[0])")
     if s.EVALUATOR not in FITNESS_REGISTRY:
         _fail("SEARCH.EVALUATOR", s.EVALUATOR, f"must be one of {_registered(FITNESS_REGISTRY)}")
-    if s.SPACE == "autoaug" and s.EVALUATOR != "proxy":
+    if s.EVALUATOR == "one_shot" and names and all("one_shot" not in get_part(name).evaluators for name in names):
         _fail("SEARCH.EVALUATOR", s.EVALUATOR,
-              "SEARCH.SPACE 'autoaug' needs 'proxy' (augmentation policies have no supernet)")
+              f"SEARCH.SPACE {s.SPACE!r} needs 'proxy' (no supernet holds {', '.join(names)}; name a one-shot part "
+              "too for a joint search)")
     _validate_proxy_config(s)
     _validate_latency_config(s)
     _validate_controller_config(s)

@@ -14,9 +14,7 @@ import torch
 
 from ..engine.supernet_eval import PathTester
 from ..modeling.searchable import searchable_parts, set_model_arch, unwrap
-from ..modeling.weight_inheritance import extract_subnet_state_dict
-from ..space.backbone import format_architecture
-from ..space.neck import format_compact_neck_arch
+from ..parts import get_part, part_archs
 from .state import atomic_write
 
 CONFIG_FILE = "best_config.yaml"
@@ -31,22 +29,12 @@ def exported_config(out, output_dir: str):
     return out
 
 
-def part_archs(model, arch) -> dict:
-    """``{"backbone": ..., "neck": ...}`` for the model's one-shot parts, from a model-level architecture."""
-    parts = searchable_parts(model)
-    return dict(arch) if len(parts) > 1 else {next(iter(parts)): arch}
-
-
 def fixed_config(cfg, model, arch, weights_path: str):
     """A copy of ``cfg`` that builds ``arch`` as a fixed network initialised from ``weights_path``."""
     out = cfg.clone()
     out.defrost()
-    archs = part_archs(model, arch)
-    if "backbone" in archs:
-        out.MODEL.DETNAS.ARCH = format_architecture(archs["backbone"])
-    if "neck" in archs:
-        out.MODEL.NASFPN.ARCH = format_compact_neck_arch(archs["neck"])
-        out.MODEL.NASFPN.ONE_SHOT = False
+    for name, part_arch in part_archs(searchable_parts(model), arch).items():
+        get_part(name).write_config(out, part_arch)
     out.MODEL.WEIGHTS = weights_path
     out.SUPERNET.EVAL.RECALIBRATE_FIXED = False  # the exported statistics are already recalibrated
     return out
@@ -55,9 +43,8 @@ def fixed_config(cfg, model, arch, weights_path: str):
 def inherited_state_dict(model, arch) -> dict:
     """The fixed network's weights: the supernet's parameters and current BN statistics on ``arch``'s path."""
     state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
-    archs = part_archs(model, arch)
-    if "backbone" in archs:
-        state = extract_subnet_state_dict(state, archs["backbone"])
+    for name, part_arch in part_archs(searchable_parts(model), arch).items():
+        state = get_part(name).inherited_weights(state, part_arch)
     return state
 
 

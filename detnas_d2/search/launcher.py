@@ -2,7 +2,9 @@
 
 ``SEARCH.EVALUATOR`` picks the fitness: "one_shot" loads the trained supernet and scores its paths (each rank
 evaluates its share of each batch of candidates); "proxy" trains a fresh detector per candidate on a short
-schedule (all ranks train each candidate together). Runs in every process of a detectron2 ``launch``: rank 0
+schedule (all ranks train each candidate together). A one-shot search whose ``SEARCH.SPACE`` also names parts only
+a proxy can score (the augmentation policy) runs both, one after the other (:mod:`detnas_d2.search.joint`). Which
+parts a search covers and how each is found, exported and costed is :mod:`detnas_d2.parts`. Runs in every process of a detectron2 ``launch``: rank 0
 drives the strategy and writes the files.
 """
 import logging
@@ -10,13 +12,14 @@ import logging
 from detectron2.utils import comm
 
 from ..engine.trainer import Trainer
-from ..modeling.searchable import backbone_cost_model, model_search_space, searchable_parts, set_model_arch
+from ..modeling.searchable import model_search_space, searchable_parts, set_model_arch
+from ..parts import get_part, parse_space, part_names
 from .config import validate_search_config
 from .build import build_fitness, build_search_strategy
 from .distributed import broadcast_from_main, run_on_every_rank
 from .export import export_best
 from .hooks import SearchEventWriter
-from .latency import build_latency_cost
+from .joint import has_search, phase_one_config, phase_two_config, proxy_only_parts, write_combined_config
 from .proxy import build_proxy_cost_fns, build_proxy_space, export_proxy_best, proxy_fingerprint
 from .runner import SearchRunner
 from .supernet_weights import load_supernet_weights
@@ -25,42 +28,44 @@ logger = logging.getLogger("detnas_d2.search")
 
 
 def build_cost_fns(cfg, model):
-    """``({"flops": f, "params": g}, cost_range)`` per ``SEARCH.FLOPS_MODE`` for the model's one-shot parts.
+    """``({"flops": f, "params": g, ...}, cost_range)`` of a one-shot search over the model's one-shot parts.
 
-    "backbone": the spec's counter (conv + linear multiply-adds of stem + blocks at 224x224), analytical.
-    "detector": fvcore's count of the whole detector with the candidate's path at SEARCH.DETECTOR_INPUT_SIZE.
-    Parameters always count the backbone (stem + blocks). With ``SEARCH.LATENCY.MODE`` "measure" or "lut",
-    "latency" is the backbone's fixed-subnet milliseconds (see :mod:`detnas_d2.search.latency`).
+    Each part contributes its own costs (the backbone: "params", "flops" with ``SEARCH.FLOPS_MODE`` "backbone",
+    "latency" with ``SEARCH.LATENCY.MODE`` "measure" or "lut"; see :mod:`detnas_d2.parts`). ``SEARCH.FLOPS_MODE``
+    "detector" counts the whole detector with the candidate's path at SEARCH.DETECTOR_INPUT_SIZE (fvcore). A cost
+    range is known for a single part only.
     """
     from ..cost import detector_flops
 
     parts = searchable_parts(model)  # once: walking the model in every cost call took milliseconds per candidate
-    cost_fns, cost_range = {}, None
-    if "backbone" in parts:
-        table = backbone_cost_model(model)
-        body = (lambda arch: arch["backbone"]) if len(parts) > 1 else (lambda arch: arch)
-        cost_fns["params"] = lambda arch: table.params(body(arch))
-    if cfg.SEARCH.FLOPS_MODE == "backbone":
-        if "backbone" not in parts:
-            raise ValueError("SEARCH.FLOPS_MODE 'backbone' needs a one-shot DetNAS backbone; use 'detector'")
-        cost_fns["flops"] = lambda arch: table.flops(body(arch))
-        if len(parts) == 1:
-            def cost_range(name):
-                return table.bounds(name) if name in ("flops", "params") else None
-    else:
+    cost_fns = {}
+    for name, module in parts.items():
+        for cost, fn in get_part(name).cost_fns(cfg, module).items():
+            cost_fns[cost] = _on_part(fn, name, parts)
+    if cfg.SEARCH.FLOPS_MODE == "backbone" and "flops" not in cost_fns:
+        raise ValueError("SEARCH.FLOPS_MODE 'backbone' needs a one-shot DetNAS backbone; use 'detector'")
+    if cfg.SEARCH.FLOPS_MODE == "detector":
         height, width = cfg.SEARCH.DETECTOR_INPUT_SIZE
 
         def flops(arch):
             set_model_arch(model, arch)
             return detector_flops(model, height, width)
         cost_fns["flops"] = flops
-    if cfg.SEARCH.LATENCY.MODE != "off":
-        if "backbone" not in parts:
-            raise ValueError(f"cfg.SEARCH.LATENCY.MODE = {cfg.SEARCH.LATENCY.MODE!r} needs a one-shot DetNAS backbone "
-                             "(MODEL.DETNAS.ARCH ''); set it 'off' for a neck-only search")
-        latency = build_latency_cost(cfg, parts["backbone"].body)
-        cost_fns["latency"] = lambda arch: latency(body(arch))
+    if cfg.SEARCH.LATENCY.MODE != "off" and "latency" not in cost_fns:
+        raise ValueError(f"cfg.SEARCH.LATENCY.MODE = {cfg.SEARCH.LATENCY.MODE!r} needs a one-shot DetNAS backbone "
+                         "(MODEL.DETNAS.ARCH ''); set it 'off' for a neck-only search")
+    cost_range = None
+    if len(parts) == 1:
+        ((name, module),) = parts.items()
+        cost_range = get_part(name).cost_range(cfg, module)
     return cost_fns, cost_range
+
+
+def _on_part(fn, name: str, parts: dict):
+    """``fn`` of part ``name``'s architecture as a function of the model-level architecture over ``parts``."""
+    if len(parts) == 1:
+        return fn
+    return lambda arch: fn(arch[name])
 
 
 def require_one_shot(model):
@@ -71,11 +76,29 @@ def require_one_shot(model):
 
 
 def run_search(cfg, resume: bool = False):
-    """Run the search ``SEARCH.EVALUATOR`` names; returns the result on rank 0 (``None`` elsewhere)."""
+    """Run the search ``SEARCH.EVALUATOR`` names (two phases when ``SEARCH.SPACE`` also names parts only a proxy
+    can score); returns the result on rank 0 (``None`` elsewhere)."""
     validate_search_config(cfg)
     if cfg.SEARCH.EVALUATOR == "proxy":
         return run_proxy_search(cfg, resume)
+    if proxy_only_parts(cfg):
+        return run_joint_search(cfg, resume)
     return run_one_shot_search(cfg, resume)
+
+
+def run_joint_search(cfg, resume: bool = False):
+    """Phase 1 one-shot, phase 2 proxy (see :mod:`detnas_d2.search.joint`); each resumes where it stopped.
+    Returns ``{"one_shot": result, "proxy": result}`` on rank 0."""
+    first = phase_one_config(cfg)
+    architecture = run_one_shot_search(first, resume and has_search(first.OUTPUT_DIR))
+    comm.synchronize()  # phase 2 reads phase 1's export
+    second = phase_two_config(cfg)
+    validate_search_config(second)
+    policy = run_proxy_search(second, resume and has_search(second.OUTPUT_DIR))
+    if not comm.is_main_process():
+        return None
+    logger.info(f"joint search: combined config {write_combined_config(cfg)}")
+    return {"one_shot": architecture, "proxy": policy}
 
 
 def _runner_factory(cfg, space, fitness, cost_fns, cost_range, eval_batch_size: int, fingerprint_extra=None):
@@ -90,8 +113,23 @@ def _runner_factory(cfg, space, fitness, cost_fns, cost_range, eval_batch_size: 
     return make_runner
 
 
+def check_space(cfg, model) -> None:
+    """Every part ``SEARCH.SPACE`` names must be a one-shot part of ``model`` or one only a proxy can score (searched
+    after it); a one-shot search samples every one-shot part of the supernet, named or not ("" names none)."""
+    parts = searchable_parts(model)
+    allowed = sorted(parts) + [name for name in part_names() if "one_shot" not in get_part(name).evaluators]
+    missing = [name for name in parse_space(cfg.SEARCH.SPACE) if name not in allowed]
+    if missing:
+        raise ValueError(
+            f"cfg.SEARCH.SPACE = {cfg.SEARCH.SPACE!r} is invalid: this model has no one-shot "
+            f"{' or '.join(get_part(name).description for name in missing)}; allowed parts: {allowed} "
+            "(comma-separated, or '' for the model's one-shot parts). MODEL.DETNAS.ARCH '' builds a one-shot "
+            "backbone, MODEL.NASFPN.ONE_SHOT True a one-shot neck")
+
+
 def one_shot_runner(cfg, model, fitness):
     """``make_runner(**kwargs)`` of a one-shot search over ``model``'s searchable parts."""
+    check_space(cfg, model)
     cost_fns, cost_range = build_cost_fns(cfg, model)
     return _runner_factory(cfg, model_search_space(model), fitness, cost_fns, cost_range,
                            cfg.SEARCH.EVAL_BATCH_SIZE * comm.get_world_size())  # one candidate per rank and call

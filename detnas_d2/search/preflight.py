@@ -13,13 +13,16 @@ from detectron2.modeling import build_model
 from ..engine.output_lock import LOCK_FILE
 from .config import validate_search_config
 from .export import CONFIG_FILE, WEIGHTS_FILE
+from .joint import PHASE_ONE_DIR, phase_one_config, proxy_only_parts
 from .launcher import one_shot_runner, proxy_runner, require_one_shot
 from .one_shot import search_dataset_name
 from .store import BEST_FILE, LOG_FILE, STATE_FILE, existing_search_error
 from .supernet_weights import load_supernet_weights
 
-#: files whose presence means that a folder holds a search (or its export)
-SEARCH_FILES = (STATE_FILE, LOG_FILE, BEST_FILE, CONFIG_FILE, WEIGHTS_FILE)
+#: files whose presence means that a folder holds a search (or its export); a joint search's first phase folder
+SEARCH_FILES = (STATE_FILE, LOG_FILE, BEST_FILE, CONFIG_FILE, WEIGHTS_FILE, PHASE_ONE_DIR)
+#: files a resume continues from
+RESUMABLE_FILES = {STATE_FILE, LOG_FILE, PHASE_ONE_DIR}
 
 
 def _cpu_config(cfg):
@@ -32,9 +35,12 @@ def _cpu_config(cfg):
 
 def preflight_search(cfg):
     """Check the search config, its dataset, supernet weights and cost limits; return ``make_runner()``, building
-    a fresh runner (no fitness) for the folder checks of :func:`check_output_dir`. Writes nothing."""
+    a fresh runner (no fitness) for the folder checks of :func:`check_output_dir` (a joint search: its first phase's
+    runner). Writes nothing."""
     validate_search_config(cfg)
     search_dataset_name(cfg)
+    if proxy_only_parts(cfg):
+        cfg = phase_one_config(cfg)
     if cfg.SEARCH.EVALUATOR == "proxy":
         make_runner = proxy_runner(cfg, None)
     else:
@@ -57,7 +63,7 @@ def check_output_dir(make_runner, output_dir: str, resume: bool, overwrite: bool
     found = search_files(output_dir)
     if overwrite or not found:
         return
-    if not resume or not {STATE_FILE, LOG_FILE} & set(found):
+    if not resume or not RESUMABLE_FILES & set(found):
         raise existing_search_error(output_dir, found, resume)
     make_runner().check_start(resume=True)
 

@@ -2,7 +2,7 @@
 
 This is how NAS-FPN (spec nasfpn.md section 4) and AutoAugment (spec autoaugment.md section 3) score candidates,
 as opposed to the one-shot fitness, which scores paths of one trained supernet. For each candidate the
-search config is cloned, the candidate is applied through the applier registered for ``SEARCH.SPACE``, the
+search config is cloned, the candidate is written into it by the searchable parts ``SEARCH.SPACE`` names, the
 ``SEARCH.PROXY`` schedule replaces the solver's, and :class:`ProxyTrainer` (the plugin's ``Trainer`` without
 checkpoints or end-of-training hook evaluation) trains it in ``OUTPUT_DIR/proxy/<hash of the candidate>``;
 ``Trainer.test`` then scores it on ``search_dataset_name(cfg)``. Every candidate starts from the same seed,
@@ -20,7 +20,7 @@ import logging
 import os
 import random
 import shutil
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List
 
 import torch
 from detectron2.config import CfgNode as CN
@@ -31,12 +31,10 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
 from ..cost import detector_flops
-from ..data.autoaugment import AutoAugmentPolicySpace
-from ..data.mappers import AUTOAUGMENT_MAPPER_NAME, DEFAULT_MAPPER_NAME
 from ..engine.trainer import Trainer
-from ..modeling.neck import NASFPN
+from ..parts import get_part, part_archs, part_names, parse_space
 from ..space.base import SearchSpace
-from ..space.neck import NeckSearchSpace, format_compact_neck_arch
+from ..space.joint import JointSpace
 from .one_shot import search_dataset_name
 from .export import CONFIG_FILE, exported_config
 from .state import atomic_write
@@ -46,68 +44,33 @@ logger = logging.getLogger("detnas_d2.search")
 #: folder under OUTPUT_DIR holding one sub-folder per proxy-trained candidate
 PROXY_DIR = "proxy"
 
-SpaceBuilder = Callable[[CN], SearchSpace]
-CandidateApplier = Callable[[CN, SearchSpace, Any], None]
-#: SEARCH.SPACE -> (space from cfg, applier writing a candidate into a mutable cfg)
-PROXY_SPACES: Dict[str, Tuple[SpaceBuilder, CandidateApplier]] = {}
 
-
-def register_proxy_space(name: str, build_space: SpaceBuilder):
-    """Decorator registering an applier ``fn(cfg, space, arch)`` and its space builder under ``SEARCH.SPACE = name``."""
-
-    def register(apply: CandidateApplier) -> CandidateApplier:
-        if name in PROXY_SPACES:
-            raise ValueError(f"a proxy-searchable space named {name!r} is already registered")
-        PROXY_SPACES[name] = (build_space, apply)
-        return apply
-
-    return register
-
-
-def _proxy_space_entry(cfg) -> Tuple[SpaceBuilder, CandidateApplier]:
-    """The registry entry of ``cfg.SEARCH.SPACE``, or a ValueError listing the proxy-searchable spaces."""
-    name = cfg.SEARCH.SPACE
-    if name not in PROXY_SPACES:
+def proxy_part_names(cfg) -> List[str]:
+    """The parts ``SEARCH.SPACE`` names, or a ValueError when one of them cannot be searched by proxy."""
+    names = parse_space(cfg.SEARCH.SPACE)
+    proxy_names = [name for name in part_names() if "proxy" in get_part(name).evaluators]
+    if not names or any(name not in proxy_names for name in names):
         raise ValueError(
-            f"cfg.SEARCH.SPACE = {name!r} cannot be searched with SEARCH.EVALUATOR 'proxy'; proxy-searchable spaces: "
-            f"{sorted(PROXY_SPACES)} (the backbone is searched on a one-shot supernet: SEARCH.EVALUATOR 'one_shot')"
+            f"cfg.SEARCH.SPACE = {cfg.SEARCH.SPACE!r} cannot be searched with SEARCH.EVALUATOR 'proxy'; "
+            f"proxy-searchable spaces: {proxy_names} (the backbone is searched on a one-shot supernet: "
+            "SEARCH.EVALUATOR 'one_shot')"
         )
-    return PROXY_SPACES[name]
-
-
-@register_proxy_space(
-    "autoaug",
-    lambda cfg: AutoAugmentPolicySpace(num_sub_policies=cfg.SEARCH.AUTOAUG.NUM_SUB_POLICIES,
-                                       ops_per_sub_policy=cfg.SEARCH.AUTOAUG.OPS_PER_SUB_POLICY),
-)
-def apply_autoaug_policy(cfg: CN, space: AutoAugmentPolicySpace, arch) -> None:
-    """Train with the candidate policy: AutoAugment on, ``INPUT.AUTOAUGMENT.CUSTOM_POLICY`` = the policy."""
-    if cfg.DATALOADER.MAPPER_NAME not in (DEFAULT_MAPPER_NAME, AUTOAUGMENT_MAPPER_NAME):
-        raise ValueError(
-            f"cfg.DATALOADER.MAPPER_NAME = {cfg.DATALOADER.MAPPER_NAME!r} would ignore the searched policy; "
-            f"an AutoAugment search needs {DEFAULT_MAPPER_NAME!r} or {AUTOAUGMENT_MAPPER_NAME!r}"
-        )
-    cfg.INPUT.AUTOAUGMENT.ENABLED = True
-    cfg.INPUT.AUTOAUGMENT.CUSTOM_POLICY = [[list(op) for op in sub] for sub in space.to_policy(arch)]
-
-
-@register_proxy_space("neck", lambda cfg: NeckSearchSpace(num_cells=cfg.SEARCH.NECK.NUM_CELLS))
-def apply_neck_arch(cfg: CN, space: NeckSearchSpace, arch) -> None:
-    """Build the candidate as a fixed NAS-FPN neck: ``MODEL.NASFPN.ARCH`` = its compact cell list, not one-shot."""
-    cfg.MODEL.NASFPN.ARCH = format_compact_neck_arch(space.validate(arch))
-    cfg.MODEL.NASFPN.ONE_SHOT = False
+    return names
 
 
 def build_proxy_space(cfg) -> SearchSpace:
-    """The search space named by ``SEARCH.SPACE``, sized by its ``SEARCH.AUTOAUG`` / ``SEARCH.NECK`` keys."""
-    return _proxy_space_entry(cfg)[0](cfg)
+    """The search space of the parts ``SEARCH.SPACE`` names, sized by their ``SEARCH.AUTOAUG`` / ``SEARCH.NECK``
+    keys (a joint space when it names several)."""
+    spaces = {name: get_part(name).config_space(cfg) for name in proxy_part_names(cfg)}
+    return next(iter(spaces.values())) if len(spaces) == 1 else JointSpace(spaces)
 
 
 def candidate_config(cfg, space: SearchSpace, arch) -> CN:
     """A copy of ``cfg`` (schedule and data unchanged) that trains ``arch``: what a searched candidate exports."""
     out = cfg.clone()
     out.defrost()
-    _proxy_space_entry(cfg)[1](out, space, arch)
+    for name, part_arch in part_archs(proxy_part_names(cfg), space.validate(arch)).items():
+        get_part(name).write_config(out, part_arch)
     return out
 
 
@@ -190,7 +153,7 @@ class ProxyFitness:
 
     def __init__(self, cfg, space: SearchSpace):
         """``cfg``: the search config (``SEARCH.SPACE``, ``SEARCH.PROXY``); ``space`` encodes the candidates."""
-        _proxy_space_entry(cfg)
+        proxy_part_names(cfg)
         self.cfg = cfg
         self.space = space
         self.train_datasets = (register_train_subset(cfg),) if cfg.SEARCH.PROXY.TRAIN_SUBSET else None
@@ -228,20 +191,21 @@ class ProxyFitness:
 
 
 def build_proxy_cost_fns(cfg, space: SearchSpace) -> Dict[str, Callable[[Any], float]]:
-    """Cost functions of a proxy search: detector FLOPs for the neck, none for AutoAugment (policies do not
-    change the detector). A limit on a cost the space lacks raises a ValueError naming the key."""
+    """Cost functions of a proxy search: detector FLOPs when a searched part changes the detector (the neck), none
+    otherwise (an AutoAugment policy does not). A limit on a cost the space lacks raises a ValueError naming the key."""
     s = cfg.SEARCH
-    cost_fns = {}
-    if s.SPACE == "neck":
-        if s.FLOPS_MODE != "detector":
-            raise ValueError(
-                f"cfg.SEARCH.FLOPS_MODE = {s.FLOPS_MODE!r} is invalid for a proxy neck search: the neck does not "
-                "change the backbone's FLOPs; use 'detector' (whole detector at SEARCH.DETECTOR_INPUT_SIZE)"
-            )
-        cost_fns["flops"] = candidate_detector_flops(cfg, space)
     if s.LATENCY.MODE != "off":
         raise ValueError(f"cfg.SEARCH.LATENCY.MODE = {s.LATENCY.MODE!r} is invalid with SEARCH.EVALUATOR 'proxy': "
                          "latency is measured on one-shot backbones only; set it 'off'")
+    cost_fns = {}
+    detector_parts = [name for name in proxy_part_names(cfg) if get_part(name).changes_detector]
+    if detector_parts:
+        if s.FLOPS_MODE != "detector":
+            raise ValueError(
+                f"cfg.SEARCH.FLOPS_MODE = {s.FLOPS_MODE!r} is invalid for a proxy {'+'.join(detector_parts)} search: "
+                "it does not change the backbone's FLOPs; use 'detector' (whole detector at SEARCH.DETECTOR_INPUT_SIZE)"
+            )
+        cost_fns["flops"] = candidate_detector_flops(cfg, space)
     for key, cost in (("FLOPS_LIMIT", "flops"), ("PARAMS_LIMIT", "params")):
         if s[key] > 0 and cost not in cost_fns:
             raise ValueError(
@@ -253,16 +217,18 @@ def build_proxy_cost_fns(cfg, space: SearchSpace) -> Dict[str, Callable[[Any], f
 
 def candidate_detector_flops(cfg, space: SearchSpace) -> Callable[[Any], int]:
     """``arch -> FLOPs`` of the detector ``candidate_config`` builds, at ``SEARCH.DETECTOR_INPUT_SIZE`` (the
-    runner caches costs per candidate). Fails if the built model holds no NAS-FPN neck to search."""
+    runner caches costs per candidate). Fails if the built model lacks a searched part (e.g. a NAS-FPN neck)."""
     height, width = cfg.SEARCH.DETECTOR_INPUT_SIZE
+    parts = [get_part(name) for name in proxy_part_names(cfg) if get_part(name).changes_detector]
 
     def flops(arch) -> int:
         model = build_model(candidate_config(cfg, space, arch))
-        if not any(isinstance(m, NASFPN) for m in model.modules()):
-            raise ValueError(
-                f"SEARCH.SPACE 'neck' needs a detector with a NAS-FPN neck, but MODEL.BACKBONE.NAME = "
-                f"{cfg.MODEL.BACKBONE.NAME!r} (MODEL.NECK.NAME = {cfg.MODEL.NECK.NAME!r}) builds none"
-            )
+        for part in parts:
+            if part.find(model) is None:
+                raise ValueError(
+                    f"SEARCH.SPACE {part.name!r} needs a detector with a {part.description}, but MODEL.BACKBONE.NAME = "
+                    f"{cfg.MODEL.BACKBONE.NAME!r} (MODEL.NECK.NAME = {cfg.MODEL.NECK.NAME!r}) builds none"
+                )
         return detector_flops(model, height, width)
 
     return flops
