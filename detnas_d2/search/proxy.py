@@ -18,7 +18,6 @@ import gc
 import hashlib
 import logging
 import os
-import random
 import shutil
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -37,6 +36,7 @@ from ..engine.trainer import Trainer
 from ..modeling.neck import NASFPN
 from ..space.base import SearchSpace
 from ..space.neck import NeckSearchSpace, format_compact_neck_arch
+from ..utils.subset import seeded_subset_indices
 from .evaluator import search_dataset_name
 from .export import CONFIG_FILE, exported_config
 from .state import atomic_write
@@ -117,7 +117,7 @@ def candidate_dir_name(key: str) -> str:
 
 
 def train_subset_indices(num_images: int, subset: int, seed: int) -> List[int]:
-    """Sorted indices of ``subset`` of ``num_images`` images drawn with ``random.Random(seed)`` (all when 0)."""
+    """Sorted indices of ``subset`` of ``num_images`` images drawn by :func:`seeded_subset_indices` (all when 0)."""
     if subset > num_images:
         raise ValueError(
             f"cfg.SEARCH.PROXY.TRAIN_SUBSET = {subset} is invalid: DATASETS.TRAIN holds only {num_images} "
@@ -125,7 +125,7 @@ def train_subset_indices(num_images: int, subset: int, seed: int) -> List[int]:
         )
     if subset == 0:
         return list(range(num_images))
-    return sorted(random.Random(seed).sample(range(num_images), subset))
+    return seeded_subset_indices(num_images, subset, seed)
 
 
 def register_train_subset(cfg) -> str:
