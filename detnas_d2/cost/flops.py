@@ -199,7 +199,7 @@ def detector_flops(model, height: int = 800, width: int = 1333, conv_linear_only
     Default: detectron2's FlopCountAnalysis, i.e. fvcore's handles (conv, linear/matmul/einsum,
     batch/group norm, upsampling, adaptive pooling, grid sampling) minus detectron2's ignored
     element-wise ops and NMS; RoI heads count the proposals of that image. With
-    ``conv_linear_only`` only conv and linear multiply-adds are counted (the spec 1.6 counter).
+    ``conv_linear_only`` only conv and linear multiply-adds are counted (the DetNAS counter).
     """
     import torch
     from detectron2.export import TracingAdapter

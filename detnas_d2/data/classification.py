@@ -2,8 +2,9 @@
 
 Dataset dicts are ``{"file_name", "image_id", "label"}`` (see :func:`datasets.load_image_folder`); such
 datasets carry ``evaluator_type="classification"`` in their metadata. Augmentation follows the DetNAS/SPOS
-ImageNet recipe (spec 1.4): training = random-resized crop, colour jitter 0.4, horizontal flip; evaluation =
-short side resized with cv2 bilinear, then a centre crop. Call :func:`add_classification_input_config` first.
+ImageNet recipe (Megvii reference code): training = random-resized crop, colour jitter 0.4, horizontal flip;
+evaluation = short side resized with cv2 bilinear, then a centre crop. Call
+:func:`add_classification_input_config` first.
 """
 import math
 import os

@@ -71,10 +71,10 @@ def non_crowd_boxes(annotations: list) -> np.ndarray:
 class AutoAugmentDatasetMapper(DatasetMapper):
     """detectron2's DatasetMapper with detection AutoAugment run first, on the decoded original-resolution image.
 
-    Order (spec section 4): decode -> AutoAugment (non-crowd boxes) -> the usual augmentations (crop,
-    ResizeShortestEdge, RandomFlip from cfg) -> annotations transformed by all of them -> empty boxes
-    dropped with every per-instance field (``filter_empty_instances``) and crowd annotations removed, as in
-    detectron2. At inference (``is_train=False``) it behaves exactly like DatasetMapper.
+    Order (the RetinaNet parser of the tensorflow/tpu reference code): decode -> AutoAugment (non-crowd boxes) ->
+    the usual augmentations (crop, ResizeShortestEdge, RandomFlip from cfg) -> annotations transformed by all of
+    them -> empty boxes dropped with every per-instance field (``filter_empty_instances``) and crowd annotations
+    removed, as in detectron2. At inference (``is_train=False``) it behaves exactly like DatasetMapper.
     """
 
     @configurable

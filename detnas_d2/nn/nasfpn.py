@@ -1,8 +1,9 @@
 """NAS-FPN neck in pure PyTorch: merging cells, pyramid blocks, the stacked neck, its one-shot supernet and DropBlock.
 
-Semantics follow the authors' TF reference code (spec nasfpn.md sections 1-2): parameter-free resampling (one max-pool
-with kernel = stride = 2^k, or nearest upsampling), ``sum`` or global-pooling attention, unused nodes summed into the
-output cell of their level, then ReLU -> 3x3 conv -> norm -> optional DropBlock. No detectron2 import.
+Semantics follow the authors' TF reference code (tensorflow/tpu ``nasfpn.py``, for Ghiasi et al., CVPR 2019):
+parameter-free resampling (one max-pool with kernel = stride = 2^k, or nearest upsampling), ``sum`` or global-pooling
+attention, unused nodes summed into the output cell of their level, then ReLU -> 3x3 conv -> norm -> optional
+DropBlock. No detectron2 import.
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -40,7 +41,7 @@ def plan_pyramid_block(arch: NeckArchSpec, attention_source: str = "coarser") ->
     """Wire a block from its cell encoding, including the reference rule for summing unused nodes into outputs.
 
     Consumer counts are updated cell by cell; an output cell at level L absorbs every existing level-L node with no
-    consumer yet and marks it used, so each node is summed in at most once (spec 1.4).
+    consumer yet and marks it used, so each node is summed in at most once (tensorflow/tpu ``nasfpn.py``).
     """
     if attention_source not in ATTENTION_SOURCES:
         raise ValueError(f"attention_source {attention_source!r} unknown; allowed: {list(ATTENTION_SOURCES)}")

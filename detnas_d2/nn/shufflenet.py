@@ -7,8 +7,9 @@ chosen candidate, under the same name, so a supernet state dict restricted to on
 directly into it. Fixed networks record their encoding in the ``architecture`` buffer, and loading
 a state dict recorded for another architecture raises ValueError naming both.
 
-Forward returns a dict: stage outputs ``res2..res5`` (strides 4/8/16/32, spec 1.5) and, with a
-head, ImageNet logits under ``linear``. Input convention (spec 1.4): raw BGR 0-255, no mean/std.
+Forward returns a dict: stage outputs ``res2..res5`` (strides 4/8/16/32, as in the detection
+configs of megvii-model/DetNAS) and, with a head, ImageNet logits under ``linear``. Input
+convention of the Megvii reference code: raw BGR 0-255, no mean/std.
 Pure PyTorch: no detectron2 or fvcore import.
 """
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -59,7 +60,7 @@ class ClassifierHead(nn.Module):
     """ImageNet head: 1x1 conv -> BN -> ReLU -> global avg pool -> FC, with the style's dropout.
 
     "detnas": biased 1x1 conv, Dropout2d(0.2) before pooling, FC with bias; "spos": bias-free 1x1
-    conv, Dropout(0.1) after pooling, FC without bias (spec 1.4).
+    conv, Dropout(0.1) after pooling, FC without bias (megvii-model/DetNAS and megvii-model/SinglePathOneShot code).
     """
 
     def __init__(self, in_channels: int, head_channels: int, num_classes: int, norm: NormFactory, style: str):
@@ -142,8 +143,8 @@ class _ShuffleNetV2(nn.Module):
         return dict(zip(STAGE_NAMES, self.layout.stage_channels))
 
     def _init_weights(self) -> None:
-        """Spec 1.4: stem conv N(0, 0.01); other convs N(0, 1/weight.shape[1]); norm gamma 1, beta 1e-4;
-        Linear N(0, 0.01) with zero bias; conv biases 0."""
+        """As the DetNAS / SPOS reference code: stem conv N(0, 0.01); other convs N(0, 1/weight.shape[1]); norm
+        gamma 1, beta 1e-4; Linear N(0, 0.01) with zero bias; conv biases 0."""
         stem_conv = self.stem[0]
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

@@ -35,7 +35,7 @@ def broadcast_from_main(obj):
 def build_cost_fns(cfg, model):
     """``({"flops": f, "params": g}, cost_range)`` per ``SEARCH.FLOPS_MODE`` for the model's one-shot parts.
 
-    "backbone": the spec's counter (conv + linear multiply-adds of stem + blocks at 224x224), analytical.
+    "backbone": the DetNAS counter (conv + linear multiply-adds of stem + blocks at 224x224), analytical.
     "detector": fvcore's count of the whole detector with the candidate's path at SEARCH.DETECTOR_INPUT_SIZE.
     Parameters always count the backbone (stem + blocks). With ``SEARCH.LATENCY.MODE`` "measure" or "lut",
     "latency" is the backbone's fixed-subnet milliseconds (see :mod:`detnas_d2.search.latency`).

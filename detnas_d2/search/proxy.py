@@ -1,6 +1,6 @@
 """Proxy-task fitness: every candidate trains a fresh detector for a short schedule and is scored on the held-out split.
 
-This is how NAS-FPN (spec nasfpn.md section 4) and AutoAugment (spec autoaugment.md section 3) score candidates,
+This is how NAS-FPN (Ghiasi et al., CVPR 2019) and detection AutoAugment (Zoph et al., ECCV 2020) score candidates,
 as opposed to the one-shot evaluator, which scores paths of one trained supernet. For each candidate the
 search config is cloned, the candidate is applied through the applier registered for ``SEARCH.SPACE``, the
 ``SEARCH.PROXY`` schedule replaces the solver's, and :class:`ProxyTrainer` (the plugin's ``Trainer`` without

@@ -1,5 +1,6 @@
-"""Search strategies: the DetNAS/SPOS evolutionary algorithm (spec 4.1/4.2), its multi-objective NSGA-II variant
-and a same-budget random search (the PPO-trained RNN controller is in ``controller.py``).
+"""Search strategies: the DetNAS/SPOS evolutionary algorithm (megvii-model/DetNAS, SinglePathOneShot), its
+multi-objective NSGA-II variant and a same-budget random search (the PPO-trained RNN controller is in
+``controller.py``).
 
 A strategy only decides WHICH architectures to evaluate; the engine (``engine.py``) evaluates them,
 owns the memo and the files. The interaction is ask/tell, one generation at a time::

@@ -1,4 +1,5 @@
-"""Search space of detection AutoAugment policies (spec section 3): K sub-policies x N ops x (type, prob, level).
+"""Search space of detection AutoAugment policies (Zoph et al., ECCV 2020): K sub-policies x N ops x (type, prob,
+level).
 
 An architecture is JSON: ``[[[op_name, probability, level], ...N], ...K]``. Each of the K*N*3 decisions is a
 gene (the 30 controller decisions of the paper for K=5, N=2). Sub-policies are unordered (one is drawn
@@ -11,7 +12,7 @@ from typing import Any, List, Sequence
 from ...space.base import SearchSpace
 from .ops import OPS, check_level, check_probability
 
-#: the 22 op types of the paper's search space (inferred split, spec 1.4)
+#: the 22 op types of the paper's search space (the paper counts 22; which 22 of the 25 is inferred)
 SEARCH_OPS = (
     "Equalize",
     "Solarize",
