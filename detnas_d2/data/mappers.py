@@ -75,11 +75,15 @@ class AutoAugmentDatasetMapper(DatasetMapper):
     the usual augmentations (crop, ResizeShortestEdge, RandomFlip from cfg) -> annotations transformed by all of
     them -> empty boxes dropped with every per-instance field (``filter_empty_instances``) and crowd annotations
     removed, as in detectron2. At inference (``is_train=False``) it behaves exactly like DatasetMapper.
+
+    Args:
+        is_train: training or inference mapping.
+        autoaugment: the policy applied first (training only), or None for a plain DatasetMapper.
+        **kwargs: the arguments of detectron2's ``DatasetMapper``.
     """
 
     @configurable
     def __init__(self, is_train: bool, *, autoaugment: Optional[AutoAugment], **kwargs):
-        """``autoaugment`` is applied in training only; other arguments are DatasetMapper's."""
         super().__init__(is_train, **kwargs)
         self.autoaugment = autoaugment
         if autoaugment is not None:

@@ -69,6 +69,13 @@ class SupernetClassifier(nn.Module):
 
     Input: list of ``{"image": CHW tensor in INPUT.FORMAT, "label": int}`` (all images the same size).
     Training returns ``{"loss_cls"}`` (label-smoothed cross-entropy); evaluation returns ``[{"logits"}]``.
+
+    Args:
+        backbone: the DetNAS backbone; it must output the last stage (res5).
+        head: the classification head on that output (see :func:`build_classifier_head`).
+        pixel_mean: per-channel mean subtracted from the input (0 for Megvii weights).
+        pixel_std: per-channel std the input is divided by (1 for Megvii weights).
+        label_smoothing: label smoothing of the cross-entropy, in [0, 1).
     """
 
     @configurable

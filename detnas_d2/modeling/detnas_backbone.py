@@ -80,6 +80,10 @@ class DetNASBackbone(Backbone):
 
     Outputs res2..res5 at strides 4/8/16/32. For a supernet, a training or search hook selects the
     path with :meth:`set_arch` (see :func:`find_detnas_backbone`).
+
+    Args:
+        body: a :class:`~detnas_d2.nn.shufflenet.ShuffleNetV2Supernet` or
+            :class:`~detnas_d2.nn.shufflenet.ShuffleNetV2Fixed` without classification head.
     """
 
     def __init__(self, body: torch.nn.Module):

@@ -66,6 +66,13 @@ class CandidateBlock(nn.Module):
     Stride 1 needs ``in_channels == out_channels``; main branch C/2 -> C/2 on the odd channels.
     Stride 2: projection branch (depthwise kxk s2 + BN, 1x1 + BN + ReLU) on the whole input, main
     branch C_in -> C_out - C_in; mid width = C_out / 2 in both forms.
+
+    Args:
+        choice: candidate id: 0 = ShuffleNetV2 k3, 1 = k5, 2 = k7, 3 = Xception-like.
+        in_channels: input channels.
+        out_channels: output channels.
+        stride: 1 or 2 (the first block of a stage).
+        norm: ``make(channels)`` building each normalisation layer.
     """
 
     def __init__(self, choice: int, in_channels: int, out_channels: int, stride: int, norm: NormFactory):

@@ -61,6 +61,13 @@ class ClassifierHead(nn.Module):
 
     "detnas": biased 1x1 conv, Dropout2d(0.2) before pooling, FC with bias; "spos": bias-free 1x1
     conv, Dropout(0.1) after pooling, FC without bias (megvii-model/DetNAS and megvii-model/SinglePathOneShot code).
+
+    Args:
+        in_channels: channels of the last stage.
+        head_channels: channels of the 1x1 conv before pooling.
+        num_classes: number of logits.
+        norm: ``make(channels)`` building the normalisation layer.
+        style: "detnas" or "spos".
     """
 
     def __init__(self, in_channels: int, head_channels: int, num_classes: int, norm: NormFactory, style: str):
@@ -190,6 +197,22 @@ class ShuffleNetV2Supernet(_ShuffleNetV2):
     ``arch`` to :meth:`forward`. ``layout`` overrides the space's widths (same depths required).
     ``weight_sharing`` "none" keeps the four candidates independent (DetNAS/SPOS reference); "kernel" ties
     them as :mod:`detnas_d2.nn.sharing` describes, which lets small-budget supernets learn.
+
+    Args:
+        space: backbone search space, "small" (20 blocks) or "large" (40 blocks).
+        width_mult: channel multiplier applied to the layout.
+        layout: widths overriding the space's own (same depths).
+        norm: "BN", "SyncBN", "GN" or "FrozenBN" (see :func:`detnas_d2.nn.norm.norm_factory`); not FrozenBN, whose
+            statistics could not be recalibrated per path.
+        norm_affine: whether the normalisation layers have a learnable scale and shift (False: SPOS supernet).
+        bn_momentum: BN momentum in the PyTorch convention (weight of the new batch statistics).
+        style: "detnas" (biased stem and head convs, DetNAS dropout) or "spos" (bias-free, SPOS dropout).
+        in_channels: channels of the input image.
+        num_classes: classes of an ImageNet-style head, or None for a detection backbone without head.
+        out_features: outputs to return among res2..res5 and "linear" (default: "linear" with a head, else
+            res2..res5).
+        zero_init_last_norm: start every candidate's main branch at zero output (gamma 0 in its last norm).
+        weight_sharing: "none" (independent candidates) or "kernel" (see :mod:`detnas_d2.nn.sharing`).
     """
 
     def __init__(
@@ -253,6 +276,21 @@ class ShuffleNetV2Fixed(_ShuffleNetV2):
 
     ``arch`` takes any encoding form; a registered name brings its own space and widths (so
     ``ShuffleNetV2Fixed("DetNASNet-3.8G")`` is the widened model), ``layout`` overrides them.
+
+    Args:
+        arch: the architecture: a registered name, an encoding list or its string form.
+        space: the space of a list or string encoding (ignored for a registered name).
+        width_mult: channel multiplier applied to the layout.
+        layout: widths overriding the architecture's own (same depths).
+        norm: "BN", "SyncBN", "GN" or "FrozenBN" (see :func:`detnas_d2.nn.norm.norm_factory`).
+        norm_affine: whether the normalisation layers have a learnable scale and shift (False: SPOS supernet).
+        bn_momentum: BN momentum in the PyTorch convention (weight of the new batch statistics).
+        style: "detnas" (biased stem and head convs, DetNAS dropout) or "spos" (bias-free, SPOS dropout).
+        in_channels: channels of the input image.
+        num_classes: classes of an ImageNet-style head, or None for a detection backbone without head.
+        out_features: outputs to return among res2..res5 and "linear" (default: "linear" with a head, else
+            res2..res5).
+        zero_init_last_norm: start every candidate's main branch at zero output (gamma 0 in its last norm).
     """
 
     def __init__(

@@ -330,7 +330,11 @@ def parse_architecture(arch: Any, space: Optional[str] = None) -> ResolvedArchit
 
 
 class BackboneSearchSpace(SearchSpace):
-    """The SearchSpace over DetNAS backbone encodings of one space (DetNAS / SPOS mutation and crossover)."""
+    """The SearchSpace over DetNAS backbone encodings of one space (DetNAS / SPOS mutation and crossover).
+
+    Args:
+        space: "small" (20 blocks) or "large" (40 blocks).
+    """
 
     name = "detnas_backbone"
 

@@ -559,7 +559,12 @@ def _random_sign() -> float:
 
 
 class AutoAugmentOp(Augmentation):
-    """Base of the ops: one policy entry ``(name, prob, level)`` that fires with probability ``prob``."""
+    """Base of the ops: one policy entry ``(name, prob, level)`` that fires with probability ``prob``.
+
+    Args:
+        prob: probability that the op fires on an image, in [0, 1].
+        level: magnitude, an integer in 0..10 (mapped to the op's argument by the reference code's formulas).
+    """
 
     name = ""  # the reference's op name, e.g. "Rotate_BBox"
 

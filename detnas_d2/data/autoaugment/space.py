@@ -47,7 +47,15 @@ def _is_list(value) -> bool:
 
 
 class AutoAugmentPolicySpace(SearchSpace):
-    """Policies of ``num_sub_policies`` sub-policies with ``ops_per_sub_policy`` ops each."""
+    """Policies of ``num_sub_policies`` sub-policies with ``ops_per_sub_policy`` ops each.
+
+    Args:
+        num_sub_policies: sub-policies per policy (the paper's K = 5).
+        ops_per_sub_policy: ops per sub-policy (the paper's N = 2).
+        op_names: op types a gene may take (default the paper's 22).
+        probabilities: allowed op probabilities (default 6 uniform values).
+        levels: allowed magnitudes in 0..10 (default 6 uniform values).
+    """
 
     name = "autoaugment_policy"
 
