@@ -12,4 +12,11 @@ setup(
     packages=find_packages(include=["detnas_d2", "detnas_d2.*"]),
     python_requires=">=3.8",
     install_requires=["torch", "torchvision", "fvcore", "pycocotools", "numpy", "opencv-python-headless", "matplotlib"],
+    entry_points={
+        "console_scripts": [
+            "detnas-train = detnas_d2.cli.train:run",
+            "detnas-search = detnas_d2.cli.search:run",
+            "detnas-pipeline = detnas_d2.pipeline:main",
+        ]
+    },
 )

@@ -14,7 +14,7 @@ GEOMETRIC_OPS = ("Rotate_BBox", "TranslateX_BBox", "TranslateY_BBox", "ShearX_BB
 
 
 # ------------------------------------------------------------------------------------------------ levels
-def test_level_to_argument_matches_spec_table():
+def test_level_to_argument_matches_the_reference_table():
     levels = [0, 2, 4, 6, 8, 10]
     assert [ops.rotate_degrees(level) for level in levels] == pytest.approx([0, 6, 12, 18, 24, 30])
     assert [ops.translate_pixels(level, ops.TRANSLATE_CONST) for level in levels] == pytest.approx(
@@ -31,7 +31,7 @@ def test_level_to_argument_matches_spec_table():
     assert [ops.solarize_threshold(level) for level in levels] == [0, 51, 102, 153, 204, 256]
     assert [ops.solarize_addition(level) for level in levels] == [0, 22, 44, 66, 88, 110]
     assert [ops.posterize_bits(level) for level in levels] == [0, 0, 1, 2, 3, 4]
-    # every integer level of the integer-valued args equals the spec's closed forms
+    # every integer level of the integer-valued args equals the reference code's closed forms
     for level in range(11):
         assert ops.cutout_pad_size(level, 100) == 10 * level and ops.cutout_pad_size(level, 50) == 5 * level
         assert ops.solarize_addition(level) == 11 * level

@@ -241,7 +241,7 @@ def test_frozen_bn_network_matches_bn_network_in_eval_mode():
         assert torch.allclose(expected[name], actual[name], rtol=1e-4, atol=1e-4), name
 
 
-def test_initialisation_follows_spec():
+def test_initialisation_follows_the_reference_code():
     torch.manual_seed(0)
     net = ShuffleNetV2Fixed("DetNASNet", num_classes=1000)
     stem = net.stem[0]

@@ -105,7 +105,7 @@ def test_supernet_detector_trains_the_path_set_by_a_hook():
     assert changed == {"2"}  # only the sampled candidate at position 0 is updated
 
 
-def test_backbone_output_shapes_follow_the_spec():
+def test_backbone_output_shapes_follow_the_reference():
     cfg = get_cfg()
     add_detnas_backbone_config(cfg)
     cfg.MODEL.DETNAS.NORM = "FrozenBN"

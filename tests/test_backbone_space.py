@@ -15,7 +15,8 @@ from detnas_d2.space.backbone import (
     register_architecture,
 )
 
-# Published encodings, transcribed from spec section 2 in its stage-separated comma form.
+# Published encodings, transcribed from the released Megvii code (DetNAS, ShuffleNet-Series,
+# SinglePathOneShot) in stage-separated comma form.
 PUBLISHED = {
     "COCO-FPN-300M": ("small", "2,1,2,0 / 2,1,1,2 / 3,3,1,3,0,0,3,1 / 3,1,3,2"),
     "COCO-RetinaNet-300M": ("small", "2,3,1,1 / 3,2,1,3 / 3,1,1,1,3,3,2,0 / 3,3,3,3"),

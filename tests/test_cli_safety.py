@@ -1,11 +1,16 @@
-"""The lock on OUTPUT_DIR (one run per folder, dead holders never block) and options anywhere on the command line."""
+"""The lock on OUTPUT_DIR (one run per folder, dead holders never block), options anywhere on the command line,
+each command's own options and the console scripts of setup.py."""
+import importlib
 import os
+import runpy
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import setuptools
+from detectron2.engine import default_argument_parser
 
 from detnas_d2.cli.search import build_parser as search_parser
 from detnas_d2.cli.train import build_parser as train_parser
@@ -88,3 +93,33 @@ def test_misplaced_command_line_words_are_named(argv, message, capsys):
     with pytest.raises(SystemExit):
         parse_command_line(train_parser(), ["--config-file", "c.yaml", *argv])
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--eval-only"], ["SOLVER.MAX_ITER", "3", "--eval-only"]])
+def test_search_rejects_eval_only(argv, capsys):
+    with pytest.raises(SystemExit):
+        parse_command_line(search_parser(), ["--config-file", "c.yaml", *argv])
+    assert "--eval-only" in capsys.readouterr().err
+
+
+def test_search_launch_options_keep_detectron2s_names_and_defaults():
+    ours = vars(parse_command_line(search_parser(), []))
+    detectron2s = vars(default_argument_parser().parse_args([]))
+    launch_options = ("config_file", "resume", "num_gpus", "num_machines", "machine_rank", "dist_url")
+    assert {k: ours[k] for k in launch_options} == {k: detectron2s[k] for k in launch_options}
+    assert ours["opts"] == [] and ours["register_coco"] == ours["register_voc"] == []
+
+
+def test_console_scripts_run_their_command_lines(monkeypatch, capsys):
+    setup_kwargs = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kwargs: setup_kwargs.update(kwargs))
+    runpy.run_path(os.path.join(REPO, "setup.py"))
+    scripts = dict(line.replace(" ", "").split("=") for line in setup_kwargs["entry_points"]["console_scripts"])
+    assert set(scripts) == {"detnas-train", "detnas-search", "detnas-pipeline"}
+    for name, target in scripts.items():
+        module, function = target.split(":")
+        monkeypatch.setattr(sys, "argv", [name, "--help"])
+        with pytest.raises(SystemExit) as exit_info:
+            getattr(importlib.import_module(module), function)()
+        assert exit_info.value.code == 0
+        assert "--config-file" in capsys.readouterr().out

@@ -17,7 +17,7 @@ from detnas_d2.nn.nasfpn import (
 )
 from detnas_d2.space.neck import NeckSearchSpace
 
-# spec section 3, one row per cell:
+# the published block (Ghiasi et al., CVPR 2019, Fig. 7f; tensorflow/tpu nasfpn.py), one row per cell:
 # (new node, inputs, input levels, output level, op, attention source (TF), unused nodes summed in, is output)
 PUBLISHED_GRAPH = [
     (5, (1, 3), (4, 6), 4, "attention", 3, (), False),
@@ -64,7 +64,7 @@ def _reference_attention(source, other):
     return source + other * torch.sigmoid(source.amax(dim=(2, 3), keepdim=True))
 
 
-def test_published_block_graph_matches_the_spec_table():
+def test_published_block_graph_matches_the_reference_table():
     neck = NASFPN([8, 16, 32], "NAS-FPN", channels=4, num_repeats=2)
     assert len(neck.blocks) == 2
     for block in neck.blocks:

@@ -16,7 +16,7 @@ from detnas_d2.space.neck import (
     validate_neck_arch,
 )
 
-# spec section 3, written out independently of the module's constant
+# the published block (Ghiasi et al., CVPR 2019, Fig. 7f), written out independently of the module's constant
 PUBLISHED = [
     [1, 3, 4, "attention"],
     [1, 5, 4, "sum"],

@@ -13,18 +13,41 @@ best_weights.pth for one-shot searches) into OUTPUT_DIR; SEARCH.STRATEGY nsga2 a
 the config, datasets, supernet weights, cost limits and the folder: a new search never starts where a search is,
 and a resume must match it. It then holds the lock of OUTPUT_DIR for the whole run.
 """
+import argparse
 
-from ..engine.defaults import argument_parser, launch_main, load_cfg, output_lock, parse_command_line, setup_cfg
+from detectron2.engine import default_argument_parser
+
+from ..data.registration import add_registration_arguments
+from ..engine.defaults import USAGE_NOTE, launch_main, load_cfg, output_lock, parse_command_line, setup_cfg
 from ..search.launcher import run_search
 from ..search.preflight import check_output_dir, move_search_aside, preflight_search
 
 
 def main(args):
+    """The search of one launched process."""
     return run_search(setup_cfg(args), resume=args.resume)
 
 
 def build_parser():
-    parser = argument_parser()
+    """The search's own options: detectron2's launch options (same names and defaults, no ``--eval-only``: a
+    search always evaluates), ``--register-*``, ``--overwrite``, ``--export-rank`` and the KEY VALUE overrides."""
+    detectron2_defaults = default_argument_parser()
+    parser = argparse.ArgumentParser(description=USAGE_NOTE)
+    parser.add_argument("--config-file", default=detectron2_defaults.get_default("config_file"), metavar="FILE",
+                        help="path to the search config file")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the search in OUTPUT_DIR from search_state.json (it must match the config)")
+    parser.add_argument("--num-gpus", type=int, default=detectron2_defaults.get_default("num_gpus"),
+                        help="number of gpus *per machine*")
+    parser.add_argument("--num-machines", type=int, default=detectron2_defaults.get_default("num_machines"),
+                        help="total number of machines")
+    parser.add_argument("--machine-rank", type=int, default=detectron2_defaults.get_default("machine_rank"),
+                        help="the rank of this machine (unique per machine)")
+    parser.add_argument("--dist-url", default=detectron2_defaults.get_default("dist_url"),
+                        help="initialization URL for the PyTorch distributed backend ('auto': a free local port)")
+    add_registration_arguments(parser)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=None,
+                        help='config overrides: space-separated "PATH.KEY VALUE" pairs')
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new search where one exists: its files first move to the sibling folder "
                              "OUTPUT_DIR.old-<date>-<time> (nothing is deleted)")
@@ -49,6 +72,7 @@ def check_folder(make_engine, cfg, args) -> None:
 
 
 def cli(argv=None):
+    """Check, lock and run the search of the command line ``argv`` (default ``sys.argv[1:]``)."""
     parser = build_parser()
     args = with_export_rank(parse_command_line(parser, argv))
     if args.resume and args.overwrite:
@@ -64,6 +88,11 @@ def cli(argv=None):
             if aside:
                 print(f"Moved the previous search of {cfg.OUTPUT_DIR} to {aside}")
         return launch_main(main, args)
+
+
+def run() -> None:
+    """The ``detnas-search`` console script: :func:`cli` without handing its result to ``sys.exit``."""
+    cli()
 
 
 if __name__ == "__main__":

@@ -43,8 +43,14 @@ def build_parser():
 
 
 def cli(argv=None):
+    """Train or evaluate as the command line ``argv`` (default ``sys.argv[1:]``) asks; return the results."""
     args = parse_command_line(build_parser(), argv)
     return launch_main(main, args, load_cfg(args).OUTPUT_DIR)
+
+
+def run() -> None:
+    """The ``detnas-train`` console script: :func:`cli` without handing its results to ``sys.exit``."""
+    cli()
 
 
 if __name__ == "__main__":

@@ -1,26 +1,27 @@
-"""FLOPs and parameter counts of DetNAS backbones (spec 1.6), plus fvcore-based reference counts.
+"""FLOPs and parameter counts of DetNAS backbones, plus fvcore-based reference counts.
 
 FLOPs = multiply-adds of Conv2d ((C_in/groups) * C_out * k_h * k_w * H_out * W_out) and Linear
-(in * out) only; BN, ReLU, pooling and the channel split are free; input 1x3x224x224 by default.
-Two variants: backbone-only (stem + choice blocks; the DetNAS search constraint) and full
-classifier (+ last 1x1 conv + FC; SPOS / the DetNAS ImageNet sampler).
+(in * out) only; BN, ReLU, pooling and the channel split are free; input 1x3x224x224 by default
+(the counting convention of DetNAS, Chen et al. 2019, and SPOS, Guo et al. 2020). Two variants:
+backbone-only (stem + choice blocks; the DetNAS search constraint) and full classifier (+ last
+1x1 conv + FC; SPOS / the DetNAS ImageNet sampler).
 
-:class:`BackboneCostModel` computes both analytically from a per-position, per-choice lookup
-table (built once per layout and input size), so costing a candidate is a few additions. The
-fvcore functions count a built model instead; tests check that both agree exactly.
+:class:`BackboneCostModel` builds a per-position, per-choice lookup table once per layout and
+input size, by running the real modules of :mod:`detnas_d2.nn` on shape-only ("meta") tensors,
+so costing a candidate is a few additions. The fvcore functions count a built model instead;
+tests check that both agree exactly.
 """
 import functools
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
-from ..space.backbone import (
-    CHOICE_KERNELS,
-    NUM_CHOICES,
-    XCEPTION_CHOICE,
-    BackboneLayout,
-    parse_architecture,
-    space_layout,
-)
+import torch
+from torch import nn
+
+from ..nn.blocks import CandidateBlock, build_stem
+from ..nn.norm import norm_factory
+from ..nn.shufflenet import ClassifierHead
+from ..space.backbone import NUM_CHOICES, BackboneLayout, parse_architecture, space_layout
 
 #: ImageNet classes of the classification head
 IMAGENET_CLASSES = 1000
@@ -37,59 +38,37 @@ class Cost:
         return Cost(self.flops + other.flops, self.params + other.params)
 
 
-class _Tally:
-    """Accumulates the cost of a chain of layers while tracking the spatial size."""
+def _module_cost(module: nn.Module, input_shape: Tuple[int, ...]) -> Tuple[Cost, Tuple[int, ...]]:
+    """Conv + linear multiply-adds and parameters of one eval forward of the meta-device ``module``.
 
-    def __init__(self, height: int, width: int, norm_affine: bool):
-        self.height, self.width = height, width
-        self.norm_affine = norm_affine
-        self.cost = Cost()
+    Returns the cost and the output shape; each Conv2d / Linear counts its weight size once per output position.
+    """
+    flops = 0
 
-    def conv(self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False):
-        """A kxk conv with padding k//2 (updates the spatial size)."""
-        self.height = (self.height + 2 * (kernel // 2) - kernel) // stride + 1
-        self.width = (self.width + 2 * (kernel // 2) - kernel) // stride + 1
-        weights = (c_in // groups) * c_out * kernel * kernel
-        self.cost += Cost(weights * self.height * self.width, weights + (c_out if bias else 0))
+    def count(layer: nn.Module, _inputs, output: torch.Tensor) -> None:
+        nonlocal flops
+        if isinstance(layer, nn.Conv2d):
+            flops += layer.weight.numel() * output.shape[0] * output.shape[2:].numel()
+        else:
+            flops += layer.weight.numel() * output.shape[:-1].numel()
 
-    def norm(self, channels: int):
-        """A normalisation layer: no FLOPs, 2*C parameters if affine."""
-        self.cost += Cost(0, 2 * channels if self.norm_affine else 0)
+    handles = [m.register_forward_hook(count) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            output = module.eval()(torch.empty(input_shape, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return Cost(flops, sum(p.numel() for p in module.parameters())), tuple(output.shape)
 
-    def linear(self, c_in: int, c_out: int, bias: bool):
-        """A fully connected layer on a pooled vector."""
-        self.cost += Cost(c_in * c_out, c_in * c_out + (c_out if bias else 0))
 
-
+@functools.lru_cache(maxsize=1024)
 def _block_cost(choice: int, c_in: int, c_out: int, stride: int, height: int, width: int, norm_affine: bool):
-    """Cost and output size of one candidate block (mirrors detnas_d2.nn.blocks.CandidateBlock)."""
-    kernel = CHOICE_KERNELS[choice]
-    mid = c_out // 2
-    main_in = c_in // 2 if stride == 1 else c_in
-    main_out = c_out - main_in
-    main = _Tally(height, width, norm_affine)
-    if choice != XCEPTION_CHOICE:
-        main.conv(main_in, mid, 1)
-        main.norm(mid)
-        main.conv(mid, mid, kernel, stride, groups=mid)
-        main.norm(mid)
-        main.conv(mid, main_out, 1)
-        main.norm(main_out)
-    else:
-        for index, (unit_in, unit_out) in enumerate(((main_in, mid), (mid, mid), (mid, main_out))):
-            main.conv(unit_in, unit_in, kernel, stride if index == 0 else 1, groups=unit_in)
-            main.norm(unit_in)
-            main.conv(unit_in, unit_out, 1)
-            main.norm(unit_out)
-    cost = main.cost
-    if stride == 2:
-        proj = _Tally(height, width, norm_affine)
-        proj.conv(c_in, c_in, kernel, 2, groups=c_in)
-        proj.norm(c_in)
-        proj.conv(c_in, c_in, 1)
-        proj.norm(c_in)
-        cost += proj.cost
-    return cost, main.height, main.width
+    """Cost and output shape of the :class:`CandidateBlock` ``choice`` on a ``c_in`` x ``height`` x ``width`` input
+    (cached: the stride-1 positions of a stage, and cost models of one space, share their blocks)."""
+    with torch.device("meta"):
+        block = CandidateBlock(choice, c_in, c_out, stride, norm_factory("BN", affine=norm_affine))
+    return _module_cost(block, (1, c_in, height, width))
 
 
 def _as_size(input_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -104,8 +83,18 @@ class BackboneCostModel:
     """Exact FLOPs / parameter counts of fixed networks of one layout, by lookup table.
 
     Matches ``ShuffleNetV2Fixed(arch, space, width_mult, layout, norm_affine=..., style=...,
-    num_classes=num_classes)`` exactly: parameters count conv/linear weights and biases plus
-    2*C per normalisation layer when ``norm_affine`` (use False for affine-free BN or FrozenBN).
+    num_classes=num_classes)`` exactly, since the table is measured on the same stem, candidate blocks
+    and head: parameters count conv/linear weights and biases plus 2*C per normalisation layer when
+    ``norm_affine`` (use False for affine-free BN or FrozenBN, whose statistics are buffers).
+
+    Args:
+        space: backbone search space name ("small" or "large").
+        width_mult: channel multiplier applied to the layout.
+        layout: widths overriding the space's own (e.g. a widened registered architecture).
+        input_size: input height and width (an int for a square input).
+        style: "detnas" (biased stem and head convs) or "spos" (bias-free).
+        norm_affine: whether normalisation layers carry trainable scale and shift.
+        num_classes: classes of the classification head (counted with ``include_classifier``).
     """
 
     def __init__(
@@ -122,25 +111,18 @@ class BackboneCostModel:
         base = space_layout(space) if layout is None else layout
         self.layout = base.scaled(width_mult)
         self.layout.check()
-        height, width = _as_size(input_size)
+        norm = norm_factory("BN", affine=norm_affine)
         bias = style == "detnas"
-        stem = _Tally(height, width, norm_affine)
-        stem.conv(3, self.layout.stem_channels, 3, 2, bias=bias)
-        stem.norm(self.layout.stem_channels)
-        self.stem_cost = stem.cost
-        height, width = stem.height, stem.width
+        with torch.device("meta"):
+            stem = build_stem(3, self.layout.stem_channels, norm, bias=bias)
+            head = ClassifierHead(self.layout.stage_channels[-1], self.layout.head_channels, num_classes, norm, style)
+        self.stem_cost, shape = _module_cost(stem, (1, 3, *_as_size(input_size)))
         self.table: List[Tuple[Cost, ...]] = []
         for c_in, c_out, stride in self.layout.block_channels():
-            row = [
-                _block_cost(choice, c_in, c_out, stride, height, width, norm_affine) for choice in range(NUM_CHOICES)
-            ]
-            self.table.append(tuple(cost for cost, _, _ in row))
-            _, height, width = row[0]
-        head = _Tally(height, width, norm_affine)
-        head.conv(self.layout.stage_channels[-1], self.layout.head_channels, 1, bias=bias)
-        head.norm(self.layout.head_channels)
-        head.linear(self.layout.head_channels, num_classes, bias=bias)
-        self.head_cost = head.cost
+            row = [_block_cost(choice, c_in, c_out, stride, *shape[2:], norm_affine) for choice in range(NUM_CHOICES)]
+            self.table.append(tuple(cost for cost, _ in row))
+            shape = row[0][1]
+        self.head_cost, _ = _module_cost(head, shape)
 
     def cost(self, arch: Any, include_classifier: bool = False) -> Cost:
         """Cost of the fixed network of ``arch`` (any encoding form of this space)."""
@@ -217,7 +199,7 @@ def detector_flops(model, height: int = 800, width: int = 1333, conv_linear_only
     Default: detectron2's FlopCountAnalysis, i.e. fvcore's handles (conv, linear/matmul/einsum,
     batch/group norm, upsampling, adaptive pooling, grid sampling) minus detectron2's ignored
     element-wise ops and NMS; RoI heads count the proposals of that image. With
-    ``conv_linear_only`` only conv and linear multiply-adds are counted (the spec 1.6 counter).
+    ``conv_linear_only`` only conv and linear multiply-adds are counted (the DetNAS counter).
     """
     import torch
     from detectron2.export import TracingAdapter

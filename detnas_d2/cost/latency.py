@@ -73,6 +73,18 @@ class LatencyMeasurer:
     """Times fixed subnets (and single blocks) of one layout on one device and input shape.
 
     ``num_measured`` counts timed networks and blocks: tests use it to prove that a cache was reused.
+
+    Args:
+        space: backbone search space of the subnets.
+        layout: their (scaled) widths.
+        style: "detnas" or "spos" (see :class:`~detnas_d2.nn.shufflenet.ShuffleNetV2Fixed`).
+        device: the device timed on.
+        batch_size: images per timed forward.
+        input_size: (height, width) of the input.
+        warmup: untimed forwards before the timed ones.
+        runs: timed forwards per measurement.
+        statistic: how the timed runs are summarised ("median", ...; see ``STATISTICS``).
+        clock: "wall" or, on CPU only, "cpu" (process time).
     """
 
     def __init__(self, space: str, layout: BackboneLayout, style: str = "detnas", device="cpu",

@@ -2,8 +2,9 @@
 
 Dataset dicts are ``{"file_name", "image_id", "label"}`` (see :func:`datasets.load_image_folder`); such
 datasets carry ``evaluator_type="classification"`` in their metadata. Augmentation follows the DetNAS/SPOS
-ImageNet recipe (spec 1.4): training = random-resized crop, colour jitter 0.4, horizontal flip; evaluation =
-short side resized with cv2 bilinear, then a centre crop. Call :func:`add_classification_input_config` first.
+ImageNet recipe (Megvii reference code): training = random-resized crop, colour jitter 0.4, horizontal flip;
+evaluation = short side resized with cv2 bilinear, then a centre crop. Call
+:func:`add_classification_input_config` first.
 """
 import math
 import os
@@ -83,6 +84,12 @@ class RandomResizedCrop(T.Augmentation):
 
     Inception-style sampling as in torchvision: up to ``max_tries`` draws (area uniform, ratio log-uniform);
     if none fits, the largest centred box whose aspect ratio is within ``ratio``.
+
+    Args:
+        size: side of the square output.
+        scale: (min, max) area of the crop relative to the image.
+        ratio: (min, max) aspect ratio (width / height) of the crop.
+        max_tries: random draws before falling back to the centred box.
     """
 
     def __init__(self, size: int, scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3),
@@ -198,7 +205,13 @@ def build_classification_augmentations(cfg: CN, is_train: bool) -> List[T.Augmen
 # ------------------------------------------------------------------------------------------------ mapper
 @MAPPER_REGISTRY.register()
 class ClassificationMapper:
-    """Maps ``{"file_name", "image_id", "label"}`` to ``{"image": CHW uint8 tensor in INPUT.FORMAT, "label", ...}``."""
+    """Maps ``{"file_name", "image_id", "label"}`` to ``{"image": CHW uint8 tensor in INPUT.FORMAT, "label", ...}``.
+
+    Args:
+        is_train: whether the training augmentations apply (also selects them when built from a config).
+        augmentations: detectron2 augmentations applied in order to the decoded image.
+        image_format: INPUT.FORMAT of the decoded image (e.g. "BGR").
+    """
 
     @configurable
     def __init__(self, is_train: bool, *, augmentations: Sequence[T.Augmentation], image_format: str):

@@ -71,15 +71,19 @@ def non_crowd_boxes(annotations: list) -> np.ndarray:
 class AutoAugmentDatasetMapper(DatasetMapper):
     """detectron2's DatasetMapper with detection AutoAugment run first, on the decoded original-resolution image.
 
-    Order (spec section 4): decode -> AutoAugment (non-crowd boxes) -> the usual augmentations (crop,
-    ResizeShortestEdge, RandomFlip from cfg) -> annotations transformed by all of them -> empty boxes
-    dropped with every per-instance field (``filter_empty_instances``) and crowd annotations removed, as in
-    detectron2. At inference (``is_train=False``) it behaves exactly like DatasetMapper.
+    Order (the RetinaNet parser of the tensorflow/tpu reference code): decode -> AutoAugment (non-crowd boxes) ->
+    the usual augmentations (crop, ResizeShortestEdge, RandomFlip from cfg) -> annotations transformed by all of
+    them -> empty boxes dropped with every per-instance field (``filter_empty_instances``) and crowd annotations
+    removed, as in detectron2. At inference (``is_train=False``) it behaves exactly like DatasetMapper.
+
+    Args:
+        is_train: training or inference mapping.
+        autoaugment: the policy applied first (training only), or None for a plain DatasetMapper.
+        **kwargs: the arguments of detectron2's ``DatasetMapper``.
     """
 
     @configurable
     def __init__(self, is_train: bool, *, autoaugment: Optional[AutoAugment], **kwargs):
-        """``autoaugment`` is applied in training only; other arguments are DatasetMapper's."""
         super().__init__(is_train, **kwargs)
         self.autoaugment = autoaugment
         if autoaugment is not None:

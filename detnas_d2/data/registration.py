@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 from typing import Dict, List, Sequence, Set, Tuple
 
@@ -18,6 +17,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json, register_pascal_voc
 from detectron2.structures import BoxMode
 
+from ..utils.io import atomic_write
+from ..utils.subset import seeded_subset_indices
 from .shapes import default_data_root
 
 logger = logging.getLogger(__name__)
@@ -206,12 +207,12 @@ def add_command_line_datasets(cfg: CN, args) -> None:
 # ----------------------------------------------------------------------------------- held-out split
 def held_out_split(dicts: List[Dict], size: int, seed: int, source: str,
                    size_key: str = "DATASETS.SEARCH_HOLDOUT.SIZE") -> Tuple[List[Dict], List[Dict]]:
-    """``(rest, held_out)``: ``size`` image ids drawn with ``random.Random(seed)`` from the sorted ids of ``dicts``."""
+    """``(rest, held_out)``: ``size`` image ids drawn by :func:`seeded_subset_indices` from the sorted ids of ``dicts``."""
     ids = sorted(d["image_id"] for d in dicts)
     if size >= len(ids):
         raise ValueError(f"{size_key} = {size} holds out every image of '{source}', which has {len(ids)} images: "
                          f"the training split would be empty; use a size below {len(ids)}")
-    held = set(random.Random(seed).sample(ids, size))
+    held = {ids[index] for index in seeded_subset_indices(len(ids), size, seed)}
     return [d for d in dicts if d["image_id"] not in held], [d for d in dicts if d["image_id"] in held]
 
 
@@ -226,10 +227,7 @@ def write_subset_json(json_file: str, image_ids: Set, name: str) -> str:
     path = os.path.join(folder, f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:16]}.json")
     if not os.path.isfile(path):
         os.makedirs(folder, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)  # atomic: concurrent ranks write the same bytes
+        atomic_write(path, text)  # concurrent ranks write the same bytes
     return path
 
 

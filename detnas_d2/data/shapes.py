@@ -16,6 +16,8 @@ from typing import Dict, List
 import cv2
 import numpy as np
 
+from ..utils.io import atomic_folder
+
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "ring")
 
 # Split name -> (stream id for the seed, attribute of ShapesSpec holding its size). Streams differ, so the
@@ -243,12 +245,9 @@ def ensure_shapes(spec: ShapesSpec = ShapesSpec(), root: str = None) -> str:
             return final
         if os.path.exists(final):  # an incomplete folder from an older, interrupted layout: never trusted
             shutil.rmtree(final)
-        tmp = f"{final}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        for split in SPLITS:
-            _generate_split(tmp, split, spec)
-        with open(os.path.join(tmp, "COMPLETE"), "w") as f:
-            json.dump(dataclasses.asdict(spec), f, sort_keys=True)
-        os.replace(tmp, final)
+        with atomic_folder(final) as tmp:
+            for split in SPLITS:
+                _generate_split(tmp, split, spec)
+            with open(os.path.join(tmp, "COMPLETE"), "w") as f:
+                json.dump(dataclasses.asdict(spec), f, sort_keys=True)
     return final

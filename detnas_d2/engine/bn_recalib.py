@@ -1,4 +1,5 @@
-"""BatchNorm recalibration for one-shot candidates (DetNAS / SPOS search, spec section 4.3).
+"""BatchNorm recalibration for one-shot candidates (DetNAS / SPOS search: megvii-model/DetNAS,
+megvii-model/SinglePathOneShot).
 
 A supernet's running statistics mix all paths; before a candidate path is evaluated its BN statistics are reset
 and re-estimated with train-mode forward passes (no gradient) on training data. Two estimators:

@@ -20,7 +20,8 @@ USAGE_NOTE = ("Options (--resume, --num-gpus N, --register-coco ...) may stand b
 
 
 def argument_parser(epilog=None):
-    """detectron2's ``default_argument_parser`` plus ``--register-coco`` / ``--register-voc`` (your own data)."""
+    """train_net.py's options: detectron2's ``default_argument_parser`` plus ``--register-coco`` / ``--register-voc``
+    (your own data)."""
     parser = default_argument_parser(epilog)
     parser.description = USAGE_NOTE
     add_registration_arguments(parser)

@@ -1,5 +1,5 @@
 """LR schedules: detectron2's, plus "WarmupLinearLR" (linear decay to SOLVER.BASE_LR_END, the SPOS/DetNAS
-ImageNet supernet schedule: LR 0.5 falling linearly to 0 over all iterations, spec 3.3)."""
+ImageNet supernet schedule: LR 0.5 falling linearly to 0 over all iterations, the reference code's default)."""
 from detectron2.config import CfgNode
 from detectron2.solver import LRMultiplier, WarmupParamScheduler
 from detectron2.solver import build_lr_scheduler as build_detectron2_lr_scheduler

@@ -30,12 +30,14 @@ def add_supernet_config(cfg) -> None:
         return
     cfg.SUPERNET = CN()
     cfg.SUPERNET.SEED = 0  # seed of the path generator (independent of SEED, which drives data and init)
-    cfg.SUPERNET.SAMPLER = "uniform"  # "uniform" per block, or "flops_binned" (DetNAS ImageNet sampler, spec 3.2)
+    # "uniform" per block, or "flops_binned" (the DetNAS ImageNet sampler of megvii-model/DetNAS)
+    cfg.SUPERNET.SAMPLER = "uniform"
     cfg.SUPERNET.FLOPS_BINS = CN()
     cfg.SUPERNET.FLOPS_BINS.RANGE = (290e6, 360e6)  # FLOPs range split into bins (multiply-adds at 224)
     cfg.SUPERNET.FLOPS_BINS.NUM_BINS = 7  # number of equal-width bins over RANGE
     cfg.SUPERNET.FLOPS_BINS.MAX_TRIES = 500  # uniform draws per step to hit the chosen bin, then give up
-    cfg.SUPERNET.FLOPS_BINS.INCLUDE_CLASSIFIER = True  # count the full classifier (spec 1.6) or backbone only
+    # count the full classifier (as the DetNAS ImageNet sampler) or the backbone only
+    cfg.SUPERNET.FLOPS_BINS.INCLUDE_CLASSIFIER = True
     # append every step's path to OUTPUT_DIR/paths_rank<r>.jsonl (a resumed run drops the entries it repeats)
     cfg.SUPERNET.LOG_PATHS = False
     cfg.SUPERNET.EVAL = CN()
@@ -74,8 +76,8 @@ def truncate_path_log(path: str, start_iter: int) -> None:
 class FlopsBinnedSampler:
     """Pick one of ``num_bins`` FLOPs bins uniformly, then the first of up to ``max_tries`` uniform paths in it.
 
-    Falls back to an unconstrained uniform path when no draw lands in the bin (spec 3.2). Flattens the FLOPs
-    distribution of the paths that get trained.
+    Falls back to an unconstrained uniform path when no draw lands in the bin (megvii-model/DetNAS ImageNet
+    supernet code). Flattens the FLOPs distribution of the paths that get trained.
     """
 
     def __init__(self, space: SearchSpace, flops_fn: Callable, flops_range: Sequence[float], num_bins: int,

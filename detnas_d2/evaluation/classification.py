@@ -20,6 +20,11 @@ class ClassificationEvaluator(DatasetEvaluator):
     """Top-1/top-5 accuracy in percent, gathered over all processes: ``{"classification": {"top1", "top5"}}``.
 
     ``k`` larger than the number of classes is capped at it (so top-5 of a 3-class problem is 100).
+
+    Args:
+        dataset_name: name of the evaluated dataset (used in log messages only).
+        distributed: gather the predictions of all processes before computing the accuracy.
+        topk: the k of each reported top-k accuracy.
     """
 
     def __init__(self, dataset_name: Optional[str] = None, distributed: bool = True, topk: Sequence[int] = (1, 5)):

@@ -1,7 +1,7 @@
 """``SupernetClassifier``: ImageNet-style classification pretraining of a DetNAS backbone (supernet or fixed).
 
-DetNAS step 1 (spec 3.3): the supernet is first trained as a classifier, then its body initialises the
-detection supernet. The body lives at ``backbone.body.*`` (a :class:`DetNASBackbone`, as in the detectors)
+DetNAS step 1 (Chen et al., NeurIPS 2019): the supernet is first trained as a classifier, then its body initialises
+the detection supernet. The body lives at ``backbone.body.*`` (a :class:`DetNASBackbone`, as in the detectors)
 and the head at ``classifier_head.*``, so :class:`~detnas_d2.modeling.checkpoint.DetNASCheckpointer` can move
 the body into a detector and drop the head. For a supernet (MODEL.DETNAS.ARCH empty) a training or search
 hook sets the path with ``find_detnas_backbone(model).set_arch(arch)`` before each forward.
@@ -47,7 +47,8 @@ def add_classifier_config(cfg: CfgNode) -> CfgNode:
 
 
 def build_classifier_head(cfg: CfgNode, backbone: DetNASBackbone) -> ClassifierHead:
-    """The spec-1.4 head for ``backbone``'s body: width from its (scaled) layout, norm and style from MODEL.DETNAS.
+    """The DetNAS / SPOS classification head for ``backbone``'s body: width from its (scaled) layout, norm and style
+    from MODEL.DETNAS.
 
     Dropout is the style's (DetNAS: Dropout2d 0.2 before pooling; SPOS: Dropout 0.1 after pooling).
     """
@@ -68,6 +69,13 @@ class SupernetClassifier(nn.Module):
 
     Input: list of ``{"image": CHW tensor in INPUT.FORMAT, "label": int}`` (all images the same size).
     Training returns ``{"loss_cls"}`` (label-smoothed cross-entropy); evaluation returns ``[{"logits"}]``.
+
+    Args:
+        backbone: the DetNAS backbone; it must output the last stage (res5).
+        head: the classification head on that output (see :func:`build_classifier_head`).
+        pixel_mean: per-channel mean subtracted from the input (0 for Megvii weights).
+        pixel_std: per-channel std the input is divided by (1 for Megvii weights).
+        label_smoothing: label smoothing of the cross-entropy, in [0, 1).
     """
 
     @configurable

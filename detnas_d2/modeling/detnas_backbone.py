@@ -9,9 +9,9 @@ or retinanet_R_50_FPN_1x.yaml): call :func:`add_detnas_backbone_config`, then se
 
 The builders read the bottom-up outputs from MODEL.FPN.IN_FEATURES (res2..res5 resp. res3..res5
 in the stock configs), so no FPN key changes; MODEL.RESNETS.* is ignored. Megvii/DetNAS weights
-expect raw BGR 0-255 input (spec 1.4): such configs should also set MODEL.PIXEL_MEAN [0, 0, 0] and
-MODEL.PIXEL_STD [1, 1, 1] (not forced here). The DetNAS recipe additionally uses
-MODEL.FPN.NORM "SyncBN" and a 4conv1fc box head with SyncBN (spec 1.5).
+expect raw BGR 0-255 input (megvii-model/SinglePathOneShot#5): such configs should also set
+MODEL.PIXEL_MEAN [0, 0, 0] and MODEL.PIXEL_STD [1, 1, 1] (not forced here). The DetNAS recipe additionally
+uses MODEL.FPN.NORM "SyncBN" and a 4conv1fc box head with SyncBN (megvii-model/DetNAS detection configs).
 """
 import math
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -80,6 +80,10 @@ class DetNASBackbone(Backbone):
 
     Outputs res2..res5 at strides 4/8/16/32. For a supernet, a training or search hook selects the
     path with :meth:`set_arch` (see :func:`find_detnas_backbone`).
+
+    Args:
+        body: a :class:`~detnas_d2.nn.shufflenet.ShuffleNetV2Supernet` or
+            :class:`~detnas_d2.nn.shufflenet.ShuffleNetV2Fixed` without classification head.
     """
 
     def __init__(self, body: torch.nn.Module):

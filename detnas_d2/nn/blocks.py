@@ -1,14 +1,16 @@
-"""Candidate blocks of the DetNAS / SPOS search space (spec 1.2), the stem, and the channel split.
+"""Candidate blocks of the DetNAS / SPOS search space (megvii-model/DetNAS and megvii-model/SinglePathOneShot
+code), the stem, and the channel split.
 
 Choice ids: 0 = ShuffleNetV2 k3, 1 = k5, 2 = k7, 3 = Xception-like (three depthwise 3x3 units).
 
 Channel-shuffle convention -- variant 2 everywhere in detnas_d2 (SPOS / ShuffleNet-Series / DetNAS
 fixed-arch default): a stride-1 block passes the EVEN-indexed input channels through untouched and
 feeds the ODD-indexed ones to its main branch; output = concat(pass-through, main). Using a single
-convention from ImageNet pretraining to retraining avoids silently mismatched weights (spec 1.3, P1).
+convention from ImageNet pretraining to retraining avoids silently mismatched weights (megvii-model/DetNAS#16: a
+mismatched convention gave search AP ~0).
 
 Stride-2 blocks (first of each stage) feed the whole input to both branches: the projection branch
-keeps C_in channels, the main branch produces C_out - C_in (Megvii split, spec 1.2). Module order
+keeps C_in channels, the main branch produces C_out - C_in (Megvii split). Module order
 inside ``branch_main`` / ``branch_proj`` mirrors the ShuffleNet-Series code so indices line up.
 """
 from typing import Callable, Tuple
@@ -59,11 +61,18 @@ def _xception_main_branch(c_in, c_mid, c_out, stride, norm: NormFactory) -> nn.S
 
 
 class CandidateBlock(nn.Module):
-    """One candidate block (choice 0..3) in its stride-1 or stride-2 form (spec 1.2).
+    """One candidate block (choice 0..3) in its stride-1 or stride-2 form (Megvii reference code).
 
     Stride 1 needs ``in_channels == out_channels``; main branch C/2 -> C/2 on the odd channels.
     Stride 2: projection branch (depthwise kxk s2 + BN, 1x1 + BN + ReLU) on the whole input, main
     branch C_in -> C_out - C_in; mid width = C_out / 2 in both forms.
+
+    Args:
+        choice: candidate id: 0 = ShuffleNetV2 k3, 1 = k5, 2 = k7, 3 = Xception-like.
+        in_channels: input channels.
+        out_channels: output channels.
+        stride: 1 or 2 (the first block of a stage).
+        norm: ``make(channels)`` building each normalisation layer.
     """
 
     def __init__(self, choice: int, in_channels: int, out_channels: int, stride: int, norm: NormFactory):
@@ -101,7 +110,7 @@ class CandidateBlock(nn.Module):
 
 
 def build_stem(in_channels: int, out_channels: int, norm: NormFactory, bias: bool) -> nn.Sequential:
-    """3x3 stride-2 conv + norm + ReLU (no max-pool follows, spec 1.1)."""
+    """3x3 stride-2 conv + norm + ReLU (no max-pool follows, as in megvii-model/DetNAS)."""
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 3, 2, 1, bias=bias), norm(out_channels), nn.ReLU(inplace=True)
     )

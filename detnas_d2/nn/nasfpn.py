@@ -1,8 +1,9 @@
 """NAS-FPN neck in pure PyTorch: merging cells, pyramid blocks, the stacked neck, its one-shot supernet and DropBlock.
 
-Semantics follow the authors' TF reference code (spec nasfpn.md sections 1-2): parameter-free resampling (one max-pool
-with kernel = stride = 2^k, or nearest upsampling), ``sum`` or global-pooling attention, unused nodes summed into the
-output cell of their level, then ReLU -> 3x3 conv -> norm -> optional DropBlock. No detectron2 import.
+Semantics follow the authors' TF reference code (tensorflow/tpu ``nasfpn.py``, for Ghiasi et al., CVPR 2019):
+parameter-free resampling (one max-pool with kernel = stride = 2^k, or nearest upsampling), ``sum`` or global-pooling
+attention, unused nodes summed into the output cell of their level, then ReLU -> 3x3 conv -> norm -> optional
+DropBlock. No detectron2 import.
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -40,7 +41,7 @@ def plan_pyramid_block(arch: NeckArchSpec, attention_source: str = "coarser") ->
     """Wire a block from its cell encoding, including the reference rule for summing unused nodes into outputs.
 
     Consumer counts are updated cell by cell; an output cell at level L absorbs every existing level-L node with no
-    consumer yet and marks it used, so each node is summed in at most once (spec 1.4).
+    consumer yet and marks it used, so each node is summed in at most once (tensorflow/tpu ``nasfpn.py``).
     """
     if attention_source not in ATTENTION_SOURCES:
         raise ValueError(f"attention_source {attention_source!r} unknown; allowed: {list(ATTENTION_SOURCES)}")
@@ -106,6 +107,10 @@ class DropBlock2d(nn.Module):
 
     Seeds are drawn only where a full block fits, with the rate that drops about ``drop_prob`` of the activations;
     the block is clipped to the feature size (kept odd). Identity in eval mode or when ``drop_prob`` is 0.
+
+    Args:
+        drop_prob: fraction of activations to drop, in [0, 1).
+        block_size: side of the dropped squares (a positive odd int).
     """
 
     def __init__(self, drop_prob: float, block_size: int = 3):
@@ -149,6 +154,14 @@ class MergingCell(nn.Module):
 
     The post-op (ReLU -> 3x3 conv -> norm -> DropBlock) is the only learnable part and does not depend on the wiring,
     so :meth:`set_plan` can rewire a cell while keeping its weights (one-shot supernet).
+
+    Args:
+        plan: the cell's wiring (inputs, output level, op, unused nodes summed in).
+        channels: channels of every pool node.
+        norm_layer: ``make(channels)`` building the norm after the 3x3 conv (None: a biased conv, no norm).
+        attention_pool: global pooling of the attention op, "max" (TF reference) or "avg" (mmdetection).
+        drop_prob: DropBlock drop probability after the norm (0: off).
+        block_size: DropBlock square side.
     """
 
     def __init__(self, plan: CellPlan, channels: int, norm_layer: NormFactory, attention_pool: str = "max",
@@ -197,7 +210,18 @@ class MergingCell(nn.Module):
 
 
 class PyramidBlock(nn.Module):
-    """A NAS-FPN block: P3..P7 in, cells appended to the node pool in order, P3..P7 (the output cells) out."""
+    """A NAS-FPN block: P3..P7 in, cells appended to the node pool in order, P3..P7 (the output cells) out.
+
+    Args:
+        arch: the cells: a registered name (e.g. "NAS-FPN"), a JSON string or a list of cells.
+        channels: channels of every pool node.
+        norm_layer: ``make(channels)`` building each cell's norm.
+        attention_pool: global pooling of the attention op, "max" or "avg".
+        attention_source: which input the attention weights come from: "coarser" (TF reference), "finer" or
+            "second" (mmdetection).
+        drop_prob: DropBlock drop probability in every cell (0: off).
+        block_size: DropBlock square side.
+    """
 
     def __init__(self, arch: NeckArchSpec, channels: int, norm_layer: NormFactory, attention_pool: str = "max",
                  attention_source: str = "coarser", drop_prob: float = 0.0, block_size: int = 3):
@@ -254,6 +278,17 @@ class NASFPN(nn.Module):
     """The NAS-FPN neck: input stage, then ``num_repeats`` pyramid blocks of one architecture, each with own weights.
 
     ``forward([C3, C4, C5])`` returns ``[P3, ..., P7]`` with ``channels`` channels each.
+
+    Args:
+        in_channels: channels of C3, C4, C5.
+        arch: the block's cells (see :class:`PyramidBlock`); default the published NAS-FPN block.
+        channels: channels of every pyramid level.
+        num_repeats: number of stacked blocks.
+        norm_layer: ``make(channels)`` building each norm.
+        attention_pool: global pooling of the attention op, "max" or "avg".
+        attention_source: which input the attention weights come from, "coarser", "finer" or "second".
+        drop_prob: DropBlock drop probability in every cell (0: off).
+        block_size: DropBlock square side.
     """
 
     def __init__(self, in_channels: Sequence[int], arch: NeckArchSpec = "NAS-FPN", channels: int = 256,

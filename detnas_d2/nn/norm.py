@@ -1,50 +1,22 @@
-"""Normalisation layers for the DetNAS backbones, selected by name (pure PyTorch).
+"""Normalisation layers for the DetNAS backbones, selected by name (pure PyTorch and torchvision).
 
 "BN" = nn.BatchNorm2d, "SyncBN" = nn.SyncBatchNorm (cross-GPU statistics under DDP, plain BN in a
-single process), "GN" = nn.GroupNorm with gcd(32, C) groups, "FrozenBN" = fixed affine transform
-from stored statistics (fixed-architecture networks only: a supernet must keep BN statistics
-trainable for per-candidate recalibration).
+single process), "GN" = nn.GroupNorm with gcd(32, C) groups, "FrozenBN" = torchvision's
+FrozenBatchNorm2d, a fixed affine transform from stored statistics (fixed-architecture networks only:
+a supernet must keep BN statistics trainable for per-candidate recalibration). FrozenBatchNorm2d keeps
+nn.BatchNorm2d's state-dict keys as buffers and drops ``num_batches_tracked`` on load, so BN
+checkpoints load directly.
 """
 import functools
 import math
 from typing import Callable
 
-import torch
 from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
 
 NORM_TYPES = ("BN", "SyncBN", "GN", "FrozenBN")
 #: maximum number of GroupNorm groups (reduced to a divisor of the channel count)
 GN_MAX_GROUPS = 32
-
-
-class FrozenBatchNorm2d(nn.Module):
-    """BatchNorm2d with fixed statistics and affine parameters, stored as buffers.
-
-    Its state-dict keys are those of nn.BatchNorm2d (``num_batches_tracked`` is ignored), so BN
-    checkpoints load directly.
-    """
-
-    def __init__(self, num_features: int, eps: float = 1e-5):
-        super().__init__()
-        self.num_features = num_features
-        self.eps = eps
-        self.register_buffer("weight", torch.ones(num_features))
-        self.register_buffer("bias", torch.zeros(num_features))
-        self.register_buffer("running_mean", torch.zeros(num_features))
-        self.register_buffer("running_var", torch.ones(num_features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply ``weight * (x - mean) / sqrt(var + eps) + bias`` per channel."""
-        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
-        shift = self.bias - self.running_mean * scale
-        return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        state_dict.pop(prefix + "num_batches_tracked", None)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}"
 
 
 def norm_factory(

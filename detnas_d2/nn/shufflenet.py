@@ -7,8 +7,9 @@ chosen candidate, under the same name, so a supernet state dict restricted to on
 directly into it. Fixed networks record their encoding in the ``architecture`` buffer, and loading
 a state dict recorded for another architecture raises ValueError naming both.
 
-Forward returns a dict: stage outputs ``res2..res5`` (strides 4/8/16/32, spec 1.5) and, with a
-head, ImageNet logits under ``linear``. Input convention (spec 1.4): raw BGR 0-255, no mean/std.
+Forward returns a dict: stage outputs ``res2..res5`` (strides 4/8/16/32, as in the detection
+configs of megvii-model/DetNAS) and, with a head, ImageNet logits under ``linear``. Input
+convention of the Megvii reference code: raw BGR 0-255, no mean/std.
 Pure PyTorch: no detectron2 or fvcore import.
 """
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -59,7 +60,14 @@ class ClassifierHead(nn.Module):
     """ImageNet head: 1x1 conv -> BN -> ReLU -> global avg pool -> FC, with the style's dropout.
 
     "detnas": biased 1x1 conv, Dropout2d(0.2) before pooling, FC with bias; "spos": bias-free 1x1
-    conv, Dropout(0.1) after pooling, FC without bias (spec 1.4).
+    conv, Dropout(0.1) after pooling, FC without bias (megvii-model/DetNAS and megvii-model/SinglePathOneShot code).
+
+    Args:
+        in_channels: channels of the last stage.
+        head_channels: channels of the 1x1 conv before pooling.
+        num_classes: number of logits.
+        norm: ``make(channels)`` building the normalisation layer.
+        style: "detnas" or "spos".
     """
 
     def __init__(self, in_channels: int, head_channels: int, num_classes: int, norm: NormFactory, style: str):
@@ -142,8 +150,8 @@ class _ShuffleNetV2(nn.Module):
         return dict(zip(STAGE_NAMES, self.layout.stage_channels))
 
     def _init_weights(self) -> None:
-        """Spec 1.4: stem conv N(0, 0.01); other convs N(0, 1/weight.shape[1]); norm gamma 1, beta 1e-4;
-        Linear N(0, 0.01) with zero bias; conv biases 0."""
+        """As the DetNAS / SPOS reference code: stem conv N(0, 0.01); other convs N(0, 1/weight.shape[1]); norm
+        gamma 1, beta 1e-4; Linear N(0, 0.01) with zero bias; conv biases 0."""
         stem_conv = self.stem[0]
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -189,6 +197,22 @@ class ShuffleNetV2Supernet(_ShuffleNetV2):
     ``arch`` to :meth:`forward`. ``layout`` overrides the space's widths (same depths required).
     ``weight_sharing`` "none" keeps the four candidates independent (DetNAS/SPOS reference); "kernel" ties
     them as :mod:`detnas_d2.nn.sharing` describes, which lets small-budget supernets learn.
+
+    Args:
+        space: backbone search space, "small" (20 blocks) or "large" (40 blocks).
+        width_mult: channel multiplier applied to the layout.
+        layout: widths overriding the space's own (same depths).
+        norm: "BN", "SyncBN", "GN" or "FrozenBN" (see :func:`detnas_d2.nn.norm.norm_factory`); not FrozenBN, whose
+            statistics could not be recalibrated per path.
+        norm_affine: whether the normalisation layers have a learnable scale and shift (False: SPOS supernet).
+        bn_momentum: BN momentum in the PyTorch convention (weight of the new batch statistics).
+        style: "detnas" (biased stem and head convs, DetNAS dropout) or "spos" (bias-free, SPOS dropout).
+        in_channels: channels of the input image.
+        num_classes: classes of an ImageNet-style head, or None for a detection backbone without head.
+        out_features: outputs to return among res2..res5 and "linear" (default: "linear" with a head, else
+            res2..res5).
+        zero_init_last_norm: start every candidate's main branch at zero output (gamma 0 in its last norm).
+        weight_sharing: "none" (independent candidates) or "kernel" (see :mod:`detnas_d2.nn.sharing`).
     """
 
     def __init__(
@@ -252,6 +276,21 @@ class ShuffleNetV2Fixed(_ShuffleNetV2):
 
     ``arch`` takes any encoding form; a registered name brings its own space and widths (so
     ``ShuffleNetV2Fixed("DetNASNet-3.8G")`` is the widened model), ``layout`` overrides them.
+
+    Args:
+        arch: the architecture: a registered name, an encoding list or its string form.
+        space: the space of a list or string encoding (ignored for a registered name).
+        width_mult: channel multiplier applied to the layout.
+        layout: widths overriding the architecture's own (same depths).
+        norm: "BN", "SyncBN", "GN" or "FrozenBN" (see :func:`detnas_d2.nn.norm.norm_factory`).
+        norm_affine: whether the normalisation layers have a learnable scale and shift (False: SPOS supernet).
+        bn_momentum: BN momentum in the PyTorch convention (weight of the new batch statistics).
+        style: "detnas" (biased stem and head convs, DetNAS dropout) or "spos" (bias-free, SPOS dropout).
+        in_channels: channels of the input image.
+        num_classes: classes of an ImageNet-style head, or None for a detection backbone without head.
+        out_features: outputs to return among res2..res5 and "linear" (default: "linear" with a head, else
+            res2..res5).
+        zero_init_last_norm: start every candidate's main branch at zero output (gamma 0 in its last norm).
     """
 
     def __init__(

@@ -1,5 +1,5 @@
-"""Config keys of the architecture search (``cfg.SEARCH``), with defaults from the DetNAS column of
-spec section 4, and their validation."""
+"""Config keys of the architecture search (``cfg.SEARCH``), with defaults from the DetNAS evolutionary
+search (megvii-model/DetNAS), and their validation."""
 
 from numbers import Integral, Real
 
@@ -42,7 +42,7 @@ def add_search_config(cfg: CN) -> None:
     declare(s, "MUTATION_PROB", 0.1)
     # seed of the strategy's random.Random; the whole search is deterministic given it
     declare(s, "SEED", 0)
-    # upper FLOPs limit (multiply-adds, spec 1.6) for a legal candidate; 0 = no limit
+    # upper FLOPs limit (multiply-adds, detnas_d2.cost's counter) for a legal candidate; 0 = no limit
     declare(s, "FLOPS_LIMIT", 300e6)
     # what FLOPS_LIMIT counts: "backbone" (detection backbone at 224x224) or "detector" (at DETECTOR_INPUT_SIZE)
     declare(s, "FLOPS_MODE", "backbone")
@@ -99,7 +99,7 @@ def add_search_config(cfg: CN) -> None:
     declare(b, "NUM_BATCHES", 500)
     # images per recalibration iteration over all GPUs (DetNAS 8)
     declare(b, "BATCH_SIZE", 8)
-    # "cumulative" (exact average of batch statistics, recommended by spec 4.3) or "ema" (DetNAS)
+    # "cumulative" (exact average of batch statistics; steadier than an EMA of 0.1) or "ema" (DetNAS)
     declare(b, "MODE", "cumulative")
     # BN momentum used when MODE == "ema" (PyTorch convention, DetNAS 0.1)
     declare(b, "MOMENTUM", 0.1)

@@ -61,7 +61,13 @@ def _decode_tree(obj: Any) -> Any:
 
 
 class ControllerPolicy(nn.Module):
-    """LSTM over the decisions: input = embedding of the previous decision, output = that token's logits."""
+    """LSTM over the decisions: input = embedding of the previous decision, output = that token's logits.
+
+    Args:
+        sizes: number of choices of each decision, in encoding order.
+        hidden_size: LSTM and embedding width.
+        seed: seed of the initial embedding and weights.
+    """
 
     def __init__(self, sizes: Sequence[int], hidden_size: int, seed: int):
         super().__init__()
@@ -137,7 +143,24 @@ def _draw(probs: Sequence[float], u: float) -> int:
 
 
 class ControllerStrategy(SearchStrategy):
-    """PPO-trained LSTM controller: every generation is POPULATION distinct legal samples of the policy."""
+    """PPO-trained LSTM controller: every generation is POPULATION distinct legal samples of the policy.
+
+    Args:
+        space: the search space the architectures come from.
+        population: candidates per generation (generation 0 is that many random legal architectures).
+        generations: number of generations, the random one included.
+        topk: size of the elitist archive that parents are drawn from.
+        seed: seed of the strategy's ``random.Random`` (the search is deterministic given it).
+        max_random_tries: random draws allowed to find one legal candidate before
+            :class:`CandidateSearchExhausted` is raised.
+        hidden_size: width of the LSTM policy.
+        lr: Adam learning rate of the policy.
+        clip: PPO clipping range of the probability ratio.
+        entropy_weight: weight of the entropy bonus.
+        baseline_decay: decay of the fitness moving average used as baseline, in [0, 1).
+        ppo_epochs: full-batch Adam steps per generation.
+        normalize_advantage: divide the advantages by the generation's fitness spread.
+    """
 
     name = "controller"
 

@@ -1,6 +1,6 @@
 """Proxy-task fitness: every candidate trains a fresh detector for a short schedule and is scored on the held-out split.
 
-This is how NAS-FPN (spec nasfpn.md section 4) and AutoAugment (spec autoaugment.md section 3) score candidates,
+This is how NAS-FPN (Ghiasi et al., CVPR 2019) and detection AutoAugment (Zoph et al., ECCV 2020) score candidates,
 as opposed to the one-shot fitness, which scores paths of one trained supernet. For each candidate the
 search config is cloned, the candidate is written into it by the searchable parts ``SEARCH.SPACE`` names, the
 ``SEARCH.PROXY`` schedule replaces the solver's, and :class:`ProxyTrainer` (the plugin's ``Trainer`` without
@@ -18,7 +18,6 @@ import gc
 import hashlib
 import logging
 import os
-import random
 import shutil
 from typing import Any, Callable, Dict, List
 
@@ -35,6 +34,7 @@ from ..engine.trainer import Trainer
 from ..parts import get_part, part_archs, part_names, parse_space
 from ..space.base import SearchSpace
 from ..space.joint import JointSpace
+from ..utils.subset import seeded_subset_indices
 from .one_shot import search_dataset_name
 from .export import CONFIG_FILE, exported_config
 from .state import atomic_write
@@ -80,7 +80,7 @@ def candidate_dir_name(key: str) -> str:
 
 
 def train_subset_indices(num_images: int, subset: int, seed: int) -> List[int]:
-    """Sorted indices of ``subset`` of ``num_images`` images drawn with ``random.Random(seed)`` (all when 0)."""
+    """Sorted indices of ``subset`` of ``num_images`` images drawn by :func:`seeded_subset_indices` (all when 0)."""
     if subset > num_images:
         raise ValueError(
             f"cfg.SEARCH.PROXY.TRAIN_SUBSET = {subset} is invalid: DATASETS.TRAIN holds only {num_images} "
@@ -88,7 +88,7 @@ def train_subset_indices(num_images: int, subset: int, seed: int) -> List[int]:
         )
     if subset == 0:
         return list(range(num_images))
-    return sorted(random.Random(seed).sample(range(num_images), subset))
+    return seeded_subset_indices(num_images, subset, seed)
 
 
 def register_train_subset(cfg) -> str:

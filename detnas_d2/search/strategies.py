@@ -1,5 +1,6 @@
-"""Search strategies: the DetNAS/SPOS evolutionary algorithm (spec 4.1/4.2), its multi-objective NSGA-II variant
-and a same-budget random search (the PPO-trained RNN controller is in ``controller.py``).
+"""Search strategies: the DetNAS/SPOS evolutionary algorithm (megvii-model/DetNAS, SinglePathOneShot), its
+multi-objective NSGA-II variant and a same-budget random search (the PPO-trained RNN controller is in
+``controller.py``).
 
 A strategy only decides WHICH architectures to evaluate; the runner (``runner.py``) evaluates them,
 owns the memo and the files. The interaction is ask/tell, one generation at a time::
@@ -52,7 +53,17 @@ def _check_int(name: str, value: int, minimum: int) -> None:
 
 
 class SearchStrategy:
-    """Common part of the strategies: generation counter, elitist top-k, seeded RNG, random sampling."""
+    """Common part of the strategies: generation counter, elitist top-k, seeded RNG, random sampling.
+
+    Args:
+        space: the search space the architectures come from.
+        population: candidates per generation (generation 0 is that many random legal architectures).
+        generations: number of generations, the random one included.
+        topk: size of the elitist archive that parents are drawn from.
+        seed: seed of the strategy's ``random.Random`` (the search is deterministic given it).
+        max_random_tries: random draws allowed to find one legal candidate before
+            :class:`CandidateSearchExhausted` is raised.
+    """
 
     #: value of SEARCH.STRATEGY selecting this class
     name = ""
@@ -174,7 +185,21 @@ class SearchStrategy:
 
 
 class EvolutionStrategy(SearchStrategy):
-    """DetNAS/SPOS evolution: random generation 0, then mutation + crossover children of the top-k plus random fill."""
+    """DetNAS/SPOS evolution: random generation 0, then mutation + crossover children of the top-k plus random fill.
+
+    Args:
+        space: the search space the architectures come from.
+        population: candidates per generation (generation 0 is that many random legal architectures).
+        generations: number of generations, the random one included.
+        topk: size of the elitist archive that parents are drawn from.
+        seed: seed of the strategy's ``random.Random`` (the search is deterministic given it).
+        max_random_tries: random draws allowed to find one legal candidate before
+            :class:`CandidateSearchExhausted` is raised.
+        num_mutation: mutation children per generation.
+        num_crossover: crossover children per generation (the rest of ``population`` is random fill).
+        mutation_prob: probability that mutation redraws each gene.
+        max_tries_factor: mutation and crossover each get at most this many times their quota of tries.
+    """
 
     name = "evolution"
 
@@ -281,7 +306,13 @@ class RandomSearchStrategy(SearchStrategy):
 
 class NSGA2Strategy(EvolutionStrategy):
     """NSGA-II over fitness (maximised) and one cost (minimised): evolution's operators, binary-tournament parents
-    by (front, crowding distance), and elitist survival of POPULATION candidates from parents + children."""
+    by (front, crowding distance), and elitist survival of POPULATION candidates from parents + children.
+
+    Args:
+        space: the search space the architectures come from.
+        objective_cost: name of the cost minimised beside the fitness (e.g. "flops" or "params").
+        **kwargs: the arguments of :class:`EvolutionStrategy`.
+    """
 
     name = "nsga2"
 

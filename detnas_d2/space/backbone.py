@@ -1,7 +1,7 @@
 """The DetNAS / SPOS backbone search space: layouts, architecture encodings, named architectures.
 
 An architecture is a list of ints, one per choice block in network order (stage 1 first), each
-one of ``0 = ShuffleNetV2 k3, 1 = k5, 2 = k7, 3 = Xception-like`` (spec section 2). The small
+one of ``0 = ShuffleNetV2 k3, 1 = k5, 2 = k7, 3 = Xception-like`` (megvii-model/DetNAS). The small
 space has 20 blocks (stage depths 4/4/8/4), the large space 40 (8/8/16/8).
 
 Accepted input forms (:func:`parse_architecture`):
@@ -38,7 +38,7 @@ CHANNEL_DIVISOR = 4
 
 @dataclass(frozen=True)
 class BackboneLayout:
-    """Depths and channel widths of a ShuffleNetV2-style backbone (spec table 1.1)."""
+    """Depths and channel widths of a ShuffleNetV2-style backbone (megvii-model/DetNAS)."""
 
     stage_depths: Tuple[int, ...]
     stage_channels: Tuple[int, ...]
@@ -86,7 +86,7 @@ class BackboneLayout:
         )
 
     def check(self) -> None:
-        """Raise ValueError if the widths cannot form valid blocks (see spec 1.2)."""
+        """Raise ValueError if the widths cannot form valid blocks (see detnas_d2.nn.blocks)."""
         if len(self.stage_depths) != len(STAGE_NAMES) or len(self.stage_channels) != len(STAGE_NAMES):
             raise ValueError(f"a layout needs 4 stage depths and 4 stage widths, got {self}")
         widths = (self.stem_channels,) + tuple(self.stage_channels)
@@ -133,12 +133,13 @@ def _round_channels(value: float) -> int:
     return max(CHANNEL_DIVISOR, int(math.floor(value / CHANNEL_DIVISOR + 0.5)) * CHANNEL_DIVISOR)
 
 
-#: the two DetNAS spaces (spec 1.1); "small" is also the SPOS space
+#: the two DetNAS spaces (megvii-model/DetNAS); "small" is also the SPOS space
 SPACE_LAYOUTS: Dict[str, BackboneLayout] = {
     "small": BackboneLayout((4, 4, 8, 4), (64, 160, 320, 640), stem_channels=16, head_channels=1024),
     "large": BackboneLayout((8, 8, 16, 8), (96, 240, 480, 960), stem_channels=48, head_channels=1024),
 }
-#: DetNASNet(3.8): the large space widened (spec 1.1); head width 1024 as in the published table (P9)
+#: DetNASNet(3.8): the large space widened; head width 1024 as in the published table
+#: (the released checkpoint has 1728: megvii-model/ShuffleNet-Series#1)
 WIDENED_LARGE_LAYOUT = BackboneLayout((8, 8, 16, 8), (172, 432, 864, 1728), stem_channels=72, head_channels=1024)
 
 
@@ -329,7 +330,11 @@ def parse_architecture(arch: Any, space: Optional[str] = None) -> ResolvedArchit
 
 
 class BackboneSearchSpace(SearchSpace):
-    """The SearchSpace over DetNAS backbone encodings of one space (spec 4.2 operators)."""
+    """The SearchSpace over DetNAS backbone encodings of one space (DetNAS / SPOS mutation and crossover).
+
+    Args:
+        space: "small" (20 blocks) or "large" (40 blocks).
+    """
 
     name = "detnas_backbone"
 
@@ -363,7 +368,8 @@ class BackboneSearchSpace(SearchSpace):
 
 
 def _register_published() -> None:
-    """Register the published encodings of spec section 2 under their canonical names."""
+    """Register the encodings published with megvii-model/DetNAS, ShuffleNet-Series and
+    SinglePathOneShot under their canonical names."""
     published = [
         ("COCO-FPN-300M", "small", "2120-2112-33130031-3132", None, "DetNAS / ShuffleNet-Series"),
         ("COCO-RetinaNet-300M", "small", "2311-3213-31113320-3333", None, "DetNAS / ShuffleNet-Series"),

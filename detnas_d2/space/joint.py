@@ -8,7 +8,11 @@ from .base import SearchSpace
 
 
 class JointSpace(SearchSpace):
-    """The product of named search spaces; used when a model has several one-shot parts."""
+    """The product of named search spaces; used when a model has several one-shot parts.
+
+    Args:
+        parts: the sub-spaces by part name (e.g. ``{"backbone": ..., "neck": ...}``).
+    """
 
     name = "joint"
 

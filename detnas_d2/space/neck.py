@@ -170,7 +170,11 @@ NASFPN_ARCH = register_neck_arch(
 
 
 class NeckSearchSpace(SearchSpace):
-    """NAS-FPN block architectures with a fixed number of cells; every sampled / mutated / crossed arch is valid."""
+    """NAS-FPN block architectures with a fixed number of cells; every sampled / mutated / crossed arch is valid.
+
+    Args:
+        num_cells: cells per block, the last 5 being the output cells (default 7, as the published block).
+    """
 
     name = "nasfpn_neck"
 

@@ -1,11 +1,13 @@
-"""Atomic file writes: a kill never leaves a half-written file behind.
+"""Atomic file and folder writes: a kill never leaves a half-written file or a partly filled folder behind.
 
-Data goes to a temporary file in the same directory, is fsynced and then renamed over the target (``os.replace``
-is atomic on POSIX and Windows).
+Data goes to a temporary file (or folder) in the same directory and is then renamed over the target
+(``os.replace`` is atomic on POSIX and Windows).
 """
+import contextlib
 import os
+import shutil
 import tempfile
-from typing import Union
+from typing import Iterator, Union
 
 
 def atomic_write(path: str, data: Union[str, bytes]) -> None:
@@ -22,4 +24,19 @@ def atomic_write(path: str, data: Union[str, bytes]) -> None:
     except BaseException:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str) -> Iterator[str]:
+    """Yield a new temporary folder next to ``path``; when the block succeeds it is renamed to ``path`` (which must
+    not exist), so readers see no folder or a complete one. On an exception the temporary folder is removed."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp_path = tempfile.mkdtemp(prefix=".tmp_", suffix="_" + os.path.basename(path), dir=directory)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o755)  # mkdtemp creates 0700; give the usual permissions of a created folder
+        os.replace(tmp_path, path)
+    except BaseException:
+        shutil.rmtree(tmp_path, ignore_errors=True)
         raise

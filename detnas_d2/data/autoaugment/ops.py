@@ -3,7 +3,8 @@
 Transforms are deterministic (all arguments fixed); each op's Augmentation draws the random parts (whether it
 fires, the sign, hole centres, which boxes) and returns a Transform, so ops compose with detectron2's
 ``T.AugInput`` / ``T.AugmentationList`` like any built-in augmentation. Images are uint8 HxWx3 at their
-original resolution, boxes float XYXY_ABS. Semantics follow /work/shared/spec/autoaugment.md.
+original resolution, boxes float XYXY_ABS. Semantics follow the reference code (tensorflow/tpu
+``models/official/detection/utils/autoaugment_utils.py``) for Zoph et al., ECCV 2020.
 
 Box handling of the geometric ops (``box_mode``):
 
@@ -42,7 +43,7 @@ _GRAY_WEIGHTS_RGB = np.array([2989, 5870, 1140], dtype=np.float64)  # 0.2989, 0.
 
 
 # ----------------------------------------------------------------------------------------------------
-# Level -> argument (spec table 1.3; the reference's formulas, so e.g. int(0.6 * 100) = 60)
+# Level -> argument (the reference code's formulas, so e.g. int(0.6 * 100) = 60)
 # ----------------------------------------------------------------------------------------------------
 def _level_fraction(level: int) -> float:
     return level / MAX_LEVEL
@@ -204,7 +205,7 @@ def _apply_channel_luts(image: np.ndarray, luts: np.ndarray) -> np.ndarray:
 
 
 def _equalize_lut(histogram: np.ndarray) -> np.ndarray:
-    """PIL-style equalization table of one channel (spec 1.5); identity when the step is 0."""
+    """PIL-style equalization table of one channel (as the reference code); identity when the step is 0."""
     nonzero = histogram[histogram > 0]
     step = (int(nonzero.sum()) - int(nonzero[-1])) // 255
     if step == 0:
@@ -558,7 +559,12 @@ def _random_sign() -> float:
 
 
 class AutoAugmentOp(Augmentation):
-    """Base of the ops: one policy entry ``(name, prob, level)`` that fires with probability ``prob``."""
+    """Base of the ops: one policy entry ``(name, prob, level)`` that fires with probability ``prob``.
+
+    Args:
+        prob: probability that the op fires on an image, in [0, 1].
+        level: magnitude, an integer in 0..10 (mapped to the op's argument by the reference code's formulas).
+    """
 
     name = ""  # the reference's op name, e.g. "Rotate_BBox"
 

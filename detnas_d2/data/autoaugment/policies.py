@@ -1,7 +1,7 @@
 """Published detection AutoAugment policies (v0-v3, test) and validation of custom policies.
 
 A policy is a list of sub-policies; a sub-policy is a list of ``(op_name, probability, level)`` entries
-applied in order. The tables are the reference code's (tensorflow/tpu autoaugment_utils.py, spec section 2).
+applied in order. The tables are the reference code's (tensorflow/tpu autoaugment_utils.py).
 """
 
 from typing import Sequence, Tuple, Union

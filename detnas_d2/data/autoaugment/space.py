@@ -1,4 +1,5 @@
-"""Search space of detection AutoAugment policies (spec section 3): K sub-policies x N ops x (type, prob, level).
+"""Search space of detection AutoAugment policies (Zoph et al., ECCV 2020): K sub-policies x N ops x (type, prob,
+level).
 
 An architecture is JSON: ``[[[op_name, probability, level], ...N], ...K]``. Each of the K*N*3 decisions is a
 gene (the 30 controller decisions of the paper for K=5, N=2). Sub-policies are unordered (one is drawn
@@ -11,7 +12,7 @@ from typing import Any, List, Sequence
 from ...space.base import SearchSpace
 from .ops import OPS, check_level, check_probability
 
-#: the 22 op types of the paper's search space (inferred split, spec 1.4)
+#: the 22 op types of the paper's search space (the paper counts 22; which 22 of the 25 is inferred)
 SEARCH_OPS = (
     "Equalize",
     "Solarize",
@@ -46,7 +47,15 @@ def _is_list(value) -> bool:
 
 
 class AutoAugmentPolicySpace(SearchSpace):
-    """Policies of ``num_sub_policies`` sub-policies with ``ops_per_sub_policy`` ops each."""
+    """Policies of ``num_sub_policies`` sub-policies with ``ops_per_sub_policy`` ops each.
+
+    Args:
+        num_sub_policies: sub-policies per policy (the paper's K = 5).
+        ops_per_sub_policy: ops per sub-policy (the paper's N = 2).
+        op_names: op types a gene may take (default the paper's 22).
+        probabilities: allowed op probabilities (default 6 uniform values).
+        levels: allowed magnitudes in 0..10 (default 6 uniform values).
+    """
 
     name = "autoaugment_policy"
 
