@@ -14,7 +14,7 @@ the config, datasets, supernet weights, cost limits and the folder: a new search
 and a resume must match it. It then holds the lock of OUTPUT_DIR for the whole run.
 """
 
-from ..engine.defaults import argument_parser, launch_main, load_cfg, output_lock, parse_command_line, setup_cfg
+from .defaults import argument_parser, launch_main, load_cfg, output_lock, parse_command_line, setup_cfg
 from ..search.launcher import run_search
 from ..search.preflight import check_output_dir, move_search_aside, preflight_search
 

@@ -1,6 +1,5 @@
 """Architecture search: strategies (evolution, random; the PPO controller in ``controller.py``), the engine with memo
 and resumable state, evaluators."""
-from .config import add_search_config  # noqa: F401
 from .constraints import CostConstraints, InfeasibleConstraintError  # noqa: F401
 from .engine import EvaluatedCandidate, SearchEngine, SearchResult  # noqa: F401
 from .strategies import EvolutionStrategy, RandomSearchStrategy, build_search_strategy  # noqa: F401

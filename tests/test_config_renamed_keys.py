@@ -1,0 +1,57 @@
+"""Configs written with renamed keys still load, read under the new names, with a warning naming both; every area's
+``add_*_config`` declares its keys once (idempotent) and the new training-time evaluation keys keep the defaults."""
+import logging
+import os
+
+from detectron2.config import get_cfg
+
+from detnas_d2.config import RENAMED_KEYS, add_detnas_config, merge_from_file, merge_from_list
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OLD_NECK_CONFIG = """\
+_BASE_: "{base}"
+MODEL:
+  NASFPN:
+    BOTTOM_UP: "build_detnas_backbone"
+    IN_FEATURES: ["res2", "res3", "res4"]
+    CHANNELS: 48
+"""
+
+
+def test_old_neck_keys_in_a_file_load_as_the_new_ones(tmp_path, caplog):
+    path = tmp_path / "old.yaml"
+    path.write_text(OLD_NECK_CONFIG.format(base=os.path.join(REPO_ROOT, "configs", "shapes", "nasfpn_retinanet.yaml")))
+    cfg = add_detnas_config(get_cfg())
+    with caplog.at_level(logging.WARNING, logger="detnas_d2.config"):
+        merge_from_file(cfg, str(path))
+    assert (cfg.MODEL.NECK.BOTTOM_UP, cfg.MODEL.NECK.IN_FEATURES) == ("build_detnas_backbone", ["res2", "res3", "res4"])
+    assert cfg.MODEL.NASFPN.CHANNELS == 48 and cfg.MODEL.NASFPN.NUM_REPEATS == 2  # the rest of file and base
+    assert "BOTTOM_UP" not in cfg.MODEL.NASFPN and "IN_FEATURES" not in cfg.MODEL.NASFPN
+    for old, new in RENAMED_KEYS.items():
+        assert any(old in r.getMessage() and new in r.getMessage() for r in caplog.records), (old, caplog.text)
+
+
+def test_old_neck_keys_on_the_command_line_load_as_the_new_ones(caplog):
+    cfg = add_detnas_config(get_cfg())
+    with caplog.at_level(logging.WARNING, logger="detnas_d2.config"):
+        merge_from_list(cfg, ["MODEL.NASFPN.BOTTOM_UP", "build_detnas_backbone", "MODEL.NASFPN.CHANNELS", "64"])
+    assert (cfg.MODEL.NECK.BOTTOM_UP, cfg.MODEL.NASFPN.CHANNELS) == ("build_detnas_backbone", 64)
+    assert "MODEL.NASFPN.BOTTOM_UP was renamed to MODEL.NECK.BOTTOM_UP" in caplog.text
+
+
+def test_a_current_file_merges_as_detectron2_merges_it():
+    path = os.path.join(REPO_ROOT, "configs", "shapes", "search_nasfpn.yaml")
+    ours, theirs = add_detnas_config(get_cfg()), add_detnas_config(get_cfg())
+    merge_from_file(ours, path)
+    theirs.merge_from_file(path)
+    assert ours == theirs and ours.MODEL.NECK.BOTTOM_UP == "build_detnas_backbone"
+
+
+def test_training_time_evaluation_has_its_own_recalibration_keys():
+    cfg = add_detnas_config(get_cfg())
+    ours, search = cfg.SUPERNET.EVAL.BN_RECALIB, cfg.SEARCH.BN_RECALIB
+    assert (ours.NUM_BATCHES, ours.BATCH_SIZE, ours.MODE, ours.MOMENTUM, ours.SEED) == (
+        search.NUM_BATCHES, search.BATCH_SIZE, search.MODE, search.MOMENTUM, cfg.SEARCH.SEED)
+    ours.NUM_BATCHES = 3
+    add_detnas_config(cfg)  # idempotent: keeps what is set
+    assert cfg.SUPERNET.EVAL.BN_RECALIB.NUM_BATCHES == 3 and cfg.SEARCH.BN_RECALIB.NUM_BATCHES == 500
