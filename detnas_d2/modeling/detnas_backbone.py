@@ -1,4 +1,4 @@
-"""detectron2 glue for the DetNAS backbones: config keys, Backbone wrapper, registry builders.
+"""detectron2 glue for the DetNAS backbones: Backbone wrapper, registry builders (keys in ``modeling/config.py``).
 
 Drop-in use with detectron2's stock FPN configs (e.g. COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml
 or retinanet_R_50_FPN_1x.yaml): call :func:`detnas_d2.config.add_detnas_config`, then set

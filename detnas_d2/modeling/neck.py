@@ -1,4 +1,4 @@
-"""detectron2 glue for pyramid necks: the NECK registry (NAS-FPN, FPN), their config, and the bottom-up + neck backbone.
+"""detectron2 glue for pyramid necks: the NECK registry (NAS-FPN, FPN) and the bottom-up + neck backbone.
 
 ``build_nasfpn_backbone`` composes any registered bottom-up backbone (``MODEL.NECK.BOTTOM_UP``) with any registered
 neck (``MODEL.NECK.NAME``) into one detectron2 ``Backbone`` with outputs p3..p7 (strides 8..128), so configs switch
