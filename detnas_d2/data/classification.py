@@ -216,4 +216,3 @@ def build_test_loader_for(cfg: CN, dataset_name: str):
             cfg, dataset_name, mapper=ClassificationMapper(cfg, is_train=False), batch_size=cfg.TEST.CLS_IMS_PER_BATCH
         )
     return build_detection_test_loader(cfg, dataset_name)
-

@@ -179,7 +179,6 @@ def ensure_imagenet_registered(name: str, key: str) -> None:
     register_imagenet_splits()
 
 
-
 def check_datasets_exist(names: Sequence[str], key: str) -> None:
     """Fail early, naming the config key and what is missing, if a dataset is not registered."""
     for name in names:
@@ -234,4 +233,3 @@ def register_from_config(cfg) -> None:
         check_datasets_exist(names, key)
     check_num_classes(cfg, named)
     check_bad_image_policy(cfg.DATALOADER.ON_BAD_IMAGE)
-

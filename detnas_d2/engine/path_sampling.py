@@ -21,7 +21,6 @@ from ..utils.io import atomic_write
 from .config import SAMPLERS
 
 
-
 def truncate_path_log(path: str, start_iter: int) -> None:
     """Keep the entries of ``path`` for iterations before ``start_iter`` (a resumed run logs the rest again);
     a line torn by a kill is dropped."""
