@@ -20,7 +20,8 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.structures import BoxMode
 
-from detnas_d2.data.mappers import add_autoaugment_config, build_train_mapper
+from detnas_d2.data.config import add_autoaugment_config
+from detnas_d2.data.mappers import build_train_mapper
 
 IMAGE_HEIGHT, IMAGE_WIDTH = 480, 640
 BOXES_PER_IMAGE = 7

@@ -14,7 +14,8 @@ from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from fvcore.nn import FlopCountAnalysis
 
-from detnas_d2.modeling.neck import add_nasfpn_config, build_neck
+from detnas_d2.modeling.config import add_nasfpn_config
+from detnas_d2.modeling.neck import build_neck
 
 #: ResNet-50 res3..res5 channels and strides
 RESNET50_FEATURES = {"res3": (512, 8), "res4": (1024, 16), "res5": (2048, 32)}

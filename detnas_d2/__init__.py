@@ -1,17 +1,14 @@
 """detnas_d2: search detection systems on detectron2.
 
-Importing the package registers everything it provides with detectron2: datasets, backbones, necks, mappers,
-meta-architectures. Without detectron2 installed (e.g. a GPU box used only for measurements), the pure-PyTorch
-and plain-Python parts (``detnas_d2.nn``, ``detnas_d2.space``, the analytical ``detnas_d2.cost`` model) still
-import; nothing is registered then.
+Importing the package registers its detectron2 components (backbones, necks, mappers, meta-architectures) with
+detectron2, as soon as detectron2 itself is imported (see ``detnas_d2.register``); datasets are registered by
+``detnas_d2.data.datasets.register_from_config`` (which the command lines call), so importing looks at no dataset
+folder. Without detectron2 (e.g. a GPU box used only for measurements), the pure-PyTorch and plain-Python parts
+(``detnas_d2.nn``, ``detnas_d2.space``, the analytical ``detnas_d2.cost`` model) import and run; nothing is
+registered then.
 """
+from .register import register_when_detectron2_loads
+
 __version__ = "0.1.0"
 
-try:
-    import detectron2  # noqa: F401
-except ImportError:  # pragma: no cover - exercised only on machines without detectron2
-    HAS_DETECTRON2 = False
-else:
-    HAS_DETECTRON2 = True
-    from . import data, modeling  # noqa: F401  (registration side effects)
-    from .config import add_detnas_config  # noqa: F401
+HAS_DETECTRON2 = register_when_detectron2_loads()

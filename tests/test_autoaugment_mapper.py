@@ -12,9 +12,9 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_train_loader
 from detectron2.data.datasets import register_coco_instances
 
+from detnas_d2.data.config import add_autoaugment_config
 from detnas_d2.data.mappers import (
     AutoAugmentDatasetMapper,
-    add_autoaugment_config,
     build_test_mapper,
     build_train_mapper,
     registered_mapper_names,

@@ -23,16 +23,16 @@ from detnas_d2.data.classification import (
     RandomResizedCrop,
     RandomSaturationInFormat,
     build_test_loader_for,
-    ensure_imagenet_registered,
     is_classification_dataset,
-    register_image_folder,
 )
+from detnas_d2.data.datasets import ensure_imagenet_registered, register_image_folder
 from detnas_d2.engine import Trainer
 from detnas_d2.engine.lr_scheduler import build_lr_scheduler
 from detnas_d2.evaluation import ClassificationEvaluator
 from detnas_d2.modeling import find_detnas_backbone
 from detnas_d2.modeling.checkpoint import DetNASCheckpointer, map_detnas_weights
-from detnas_d2.modeling.classifier import CLASSIFIER_HEAD_PREFIX, add_classifier_config
+from detnas_d2.modeling.classifier import CLASSIFIER_HEAD_PREFIX
+from detnas_d2.modeling.config import add_classifier_config
 from detnas_d2.space.backbone import get_architecture
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -353,7 +353,8 @@ def test_shapes_supernet_classification_trains_and_reports_top1(tmp_path, monkey
     cfg.merge_from_list([
         "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0",
         "DATASETS.SHAPES.NUM_TRAIN", "4", "DATASETS.SHAPES.NUM_SEARCH", "1", "DATASETS.SHAPES.NUM_VAL", "4",
-        "DATASETS.SHAPES.IMAGE_SIZE", "64", "SEARCH.BN_RECALIB.NUM_BATCHES", "1", "SEARCH.BN_RECALIB.BATCH_SIZE", "4",
+        "DATASETS.SHAPES.IMAGE_SIZE", "64", "SUPERNET.EVAL.BN_RECALIB.NUM_BATCHES", "1",
+        "SUPERNET.EVAL.BN_RECALIB.BATCH_SIZE", "4",
         "SUPERNET.EVAL.NUM_PATHS", "2", "OUTPUT_DIR", str(tmp_path / "out")])
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)

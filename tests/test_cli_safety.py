@@ -14,7 +14,7 @@ from detectron2.engine import default_argument_parser
 
 from detnas_d2.cli.search import build_parser as search_parser
 from detnas_d2.cli.train import build_parser as train_parser
-from detnas_d2.engine.defaults import parse_command_line
+from detnas_d2.cli.defaults import parse_command_line
 from detnas_d2.engine.output_lock import LOCK_FILE, OutputDirLock, OutputDirLockedError
 from test_resume import REPO
 from test_train_net import CONFIG, TINY

@@ -19,6 +19,7 @@ def test_add_detnas_config_twice_is_harmless():
 
 
 def test_shapes_splits_are_registered():
+    datasets.register_builtin_datasets()
     names = set(DatasetCatalog.list())
     for name in ("shapes_train", "shapes_search", "shapes_val", "shapes_cls_train", "shapes_cls_val"):
         assert name in names

@@ -13,14 +13,15 @@ from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from detnas_d2.modeling.neck import NECK_REGISTRY, BottomUpNeckBackbone, add_nasfpn_config
+from detnas_d2.modeling.config import add_nasfpn_config
+from detnas_d2.modeling.neck import NECK_REGISTRY, BottomUpNeckBackbone
 from detnas_d2.space.neck import NeckSearchSpace
 
 LEVEL_NAMES = ["p3", "p4", "p5", "p6", "p7"]
 
 
-def _cfg(**nasfpn):
-    """Tiny R-18 + NAS-FPN RetinaNet config on CPU."""
+def _cfg(neck=(), **nasfpn):
+    """Tiny R-18 + NAS-FPN RetinaNet config on CPU; ``neck`` pairs set ``MODEL.NECK``, ``nasfpn`` ``MODEL.NASFPN``."""
     cfg = get_cfg()
     add_nasfpn_config(cfg)
     cfg.MODEL.DEVICE = "cpu"
@@ -38,6 +39,8 @@ def _cfg(**nasfpn):
     cfg.MODEL.RETINANET.NUM_CONVS = 1
     cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16], [32], [64], [128], [256]]
     cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]
+    for key, value in dict(neck).items():
+        setattr(cfg.MODEL.NECK, key, value)
     for key, value in nasfpn.items():
         setattr(cfg.MODEL.NASFPN, key, value)
     return cfg
@@ -46,10 +49,9 @@ def _cfg(**nasfpn):
 def test_add_nasfpn_config_declares_keys_and_is_idempotent():
     cfg = get_cfg()
     add_nasfpn_config(cfg)
-    assert cfg.MODEL.NECK.NAME == "NASFPN"
-    nasfpn = cfg.MODEL.NASFPN
-    assert (nasfpn.BOTTOM_UP, nasfpn.IN_FEATURES, nasfpn.NUM_REPEATS, nasfpn.CHANNELS, nasfpn.ARCH) == (
-        "build_resnet_backbone", ["res3", "res4", "res5"], 7, 256, "NAS-FPN")
+    neck, nasfpn = cfg.MODEL.NECK, cfg.MODEL.NASFPN
+    assert (neck.NAME, neck.BOTTOM_UP, neck.IN_FEATURES) == ("NASFPN", "build_resnet_backbone", ["res3", "res4", "res5"])
+    assert (nasfpn.NUM_REPEATS, nasfpn.CHANNELS, nasfpn.ARCH) == (7, 256, "NAS-FPN")
     assert (nasfpn.NORM, nasfpn.ATTENTION.POOL, nasfpn.ATTENTION.SOURCE, nasfpn.ONE_SHOT) == (
         "BN", "max", "coarser", False)
     assert (nasfpn.DROPBLOCK.DROP_PROB, nasfpn.DROPBLOCK.BLOCK_SIZE) == (0.0, 3)
@@ -191,22 +193,22 @@ def test_bad_neck_configs_raise_clear_errors():
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res4", "res5"]
     with pytest.raises(ValueError, match=r"\['res3'\] not produced by the bottom-up backbone.*RESNETS.OUT_FEATURES"):
         build_backbone(cfg)
-    cfg = _cfg(IN_FEATURES=["res2", "res3", "res4"])
+    cfg = _cfg(neck={"IN_FEATURES": ["res2", "res3", "res4"]})
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4"]
     with pytest.raises(ValueError, match="have strides \\[4, 8, 16\\]; the neck needs C3, C4, C5 with strides"):
         build_backbone(cfg)
     with pytest.raises(ValueError, match="cannot be build_nasfpn_backbone itself"):
-        build_backbone(_cfg(BOTTOM_UP="build_nasfpn_backbone"))
+        build_backbone(_cfg(neck={"BOTTOM_UP": "build_nasfpn_backbone"}))
     with pytest.raises(ValueError, match="neck cell 1: both inputs are node 1"):
         build_backbone(_cfg(ARCH="3,1,1,3 | 3,0,1,1 | 4,0,0,6 | 3,0,6,7 | 2,1,7,8 | 0,1,6,9 | 1,1,9,10"))
 
 
 def test_detnas_supernet_bottom_up_with_one_shot_nasfpn():
-    from detnas_d2.modeling.detnas_backbone import add_detnas_backbone_config
+    from detnas_d2.modeling.config import add_detnas_backbone_config
     from detnas_d2.space.backbone import BackboneSearchSpace
 
     torch.manual_seed(3)
-    cfg = _cfg(BOTTOM_UP="build_detnas_backbone", ONE_SHOT=True)
+    cfg = _cfg(neck={"BOTTOM_UP": "build_detnas_backbone"}, ONE_SHOT=True)
     add_detnas_backbone_config(cfg)
     cfg.MODEL.DETNAS.ARCH = None  # supernet
     cfg.MODEL.DETNAS.WIDTH_MULT = 0.25

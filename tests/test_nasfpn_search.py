@@ -29,6 +29,7 @@ TINY = [
     "MODEL.NASFPN.CHANNELS", "16", "MODEL.RETINANET.NUM_CONVS", "1", "DATALOADER.NUM_WORKERS", "0",
     "DATASETS.SHAPES.NUM_TRAIN", "48", "DATASETS.SHAPES.NUM_SEARCH", "12", "DATASETS.SHAPES.NUM_VAL", "4",
     "SEARCH.BN_RECALIB.NUM_BATCHES", "2", "SEARCH.BN_RECALIB.BATCH_SIZE", "4",
+    "SUPERNET.EVAL.BN_RECALIB.NUM_BATCHES", "2", "SUPERNET.EVAL.BN_RECALIB.BATCH_SIZE", "4",
 ]
 # At TINY sizes the detector costs 16.57M-17.17M multiply-adds at 128x128, set by the levels of the two
 # intermediate cells; this limit rules out every neck with an intermediate P4 cell (e.g. the published block).
@@ -178,7 +179,7 @@ def test_coco_nasfpn_configs_merge_with_the_recipe(name):
     assert cfg.MODEL.ANCHOR_GENERATOR.SIZES[0] == [32, 40.32, 50.80]  # 4 x stride 8, 3 scales
     one_shot = name.startswith("supernet")
     bottom_up = "build_detnas_backbone" if one_shot else "build_resnet_backbone"
-    assert (cfg.MODEL.NASFPN.ONE_SHOT, cfg.MODEL.NASFPN.BOTTOM_UP) == (one_shot, bottom_up)
+    assert (cfg.MODEL.NASFPN.ONE_SHOT, cfg.MODEL.NECK.BOTTOM_UP) == (one_shot, bottom_up)
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES_CONFIGS))

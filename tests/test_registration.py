@@ -19,9 +19,10 @@ import train_net
 from detnas_d2.config import add_detnas_config
 from detnas_d2.data import registration
 from detnas_d2.data.datasets import register_from_config
-from detnas_d2.data.registration import (BadImageGuard, UnreadableImageError, add_registration_config,
-                                         held_out_split, register_coco, resolve_search_holdout)
-from detnas_d2.engine.defaults import argument_parser
+from detnas_d2.data.config import add_registration_config
+from detnas_d2.data.registration import (BadImageGuard, UnreadableImageError, held_out_split, register_coco,
+                                         resolve_search_holdout)
+from detnas_d2.cli.defaults import argument_parser
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "shapes", "faster_rcnn_R18_FPN.yaml")

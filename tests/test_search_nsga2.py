@@ -10,7 +10,7 @@ import pytest
 from matplotlib.image import imread
 
 from detnas_d2.cli.search import build_parser, with_export_rank
-from detnas_d2.engine.defaults import parse_command_line
+from detnas_d2.cli.defaults import parse_command_line
 from detnas_d2.search.build import build_search_strategy
 from detnas_d2.search.config import validate_search_config
 from detnas_d2.search.constraints import CostConstraints

@@ -21,7 +21,7 @@ import detnas_d2  # noqa: F401
 import search_net
 from detnas_d2.cli.search import build_parser
 from detnas_d2.config import add_detnas_config
-from detnas_d2.engine.defaults import load_cfg, parse_command_line
+from detnas_d2.cli.defaults import load_cfg, parse_command_line
 from detnas_d2.engine.output_lock import LOCK_FILE, OutputDirLock
 from detnas_d2.search.constraints import InfeasibleConstraintError
 from detnas_d2.search.runner import NoFiniteFitnessError

@@ -24,9 +24,10 @@ from detectron2.data import detection_utils as utils  # noqa: E402
 from detectron2.data import transforms as T  # noqa: E402
 from detectron2.utils.visualizer import Visualizer  # noqa: E402
 
-from detnas_d2 import add_detnas_config  # noqa: E402  (importing detnas_d2 also registers its datasets)
+from detnas_d2.config import add_detnas_config, merge_from_file, merge_from_list  # noqa: E402
 from detnas_d2.data.autoaugment import nonempty_boxes  # noqa: E402
-from detnas_d2.data.mappers import add_autoaugment_config, build_autoaugment, non_crowd_boxes  # noqa: E402
+from detnas_d2.data.datasets import register_builtin_datasets  # noqa: E402
+from detnas_d2.data.mappers import build_autoaugment, non_crowd_boxes  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -44,13 +45,13 @@ def parse_args(argv=None):
 
 
 def setup_cfg(args):
-    """detectron2 defaults + detnas_d2 keys + the config file + command-line overrides."""
+    """detectron2 defaults + detnas_d2 keys + the config file + command-line overrides; the built-in datasets registered."""
     cfg = get_cfg()
     add_detnas_config(cfg)
-    add_autoaugment_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    merge_from_file(cfg, args.config_file)
+    merge_from_list(cfg, args.opts)
     cfg.freeze()
+    register_builtin_datasets()  # e.g. --dataset shapes_train
     return cfg
 
 

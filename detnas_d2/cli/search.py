@@ -18,7 +18,7 @@ import argparse
 from detectron2.engine import default_argument_parser
 
 from ..data.registration import add_registration_arguments
-from ..engine.defaults import USAGE_NOTE, launch_main, load_cfg, output_lock, parse_command_line, setup_cfg
+from .defaults import USAGE_NOTE, launch_main, load_cfg, output_lock, parse_command_line, setup_cfg
 from ..search.launcher import run_search
 from ..search.preflight import check_output_dir, move_search_aside, preflight_search
 

@@ -14,7 +14,7 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from ..engine import Trainer
-from ..engine.defaults import argument_parser, launch_main, load_cfg, parse_command_line, setup_cfg
+from .defaults import argument_parser, launch_main, load_cfg, parse_command_line, setup_cfg
 from ..modeling.checkpoint import DetNASCheckpointer
 from ..search.state import atomic_write
 

@@ -4,66 +4,38 @@ Dataset dicts are ``{"file_name", "image_id", "label"}`` (see :func:`datasets.lo
 datasets carry ``evaluator_type="classification"`` in their metadata. Augmentation follows the DetNAS/SPOS
 ImageNet recipe (Megvii reference code): training = random-resized crop, colour jitter 0.4, horizontal flip;
 evaluation = short side resized with cv2 bilinear, then a centre crop. Call
-:func:`add_classification_input_config` first.
+:func:`~detnas_d2.data.config.add_classification_input_config` first.
 """
 import math
-import os
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
-from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
+from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from .datasets import _reregister, datasets_root, load_image_folder
+from .datasets import CLASSIFICATION_EVALUATOR_TYPE
 from .mappers import MAPPER_REGISTRY
 
 __all__ = [
     "CLASSIFICATION_EVALUATOR_TYPE",
-    "IMAGENET_SPLITS",
     "CenterCrop",
     "ClassificationMapper",
     "CV2ResizeTransform",
     "RandomResizedCrop",
     "RandomSaturationInFormat",
     "ResizeShortestEdgeCV2",
-    "add_classification_input_config",
     "build_classification_augmentations",
     "build_test_loader_for",
-    "ensure_imagenet_registered",
     "is_classification_dataset",
-    "register_image_folder",
-    "register_imagenet_splits",
 ]
 
-CLASSIFICATION_EVALUATOR_TYPE = "classification"
-#: dataset name -> folder under $DETECTRON2_DATASETS (ImageNet layout: <folder>/<wnid>/*.JPEG)
-IMAGENET_SPLITS = {"imagenet_train": "imagenet/train", "imagenet_val": "imagenet/val"}
-#: the split whose sorted subfolders define the ImageNet class indices of every split
-IMAGENET_CLASS_SPLIT = "imagenet_train"
 #: ITU-R 601 luma weights of the (R, G, B) channels, as in PIL's ImageEnhance.Color
 _LUMA_RGB = (0.299, 0.587, 0.114)
-
-
-def add_classification_input_config(cfg: CN) -> CN:
-    """Declare the INPUT.CLS_* and TEST.CLS_* keys of the classification data path (idempotent)."""
-    input_defaults = {
-        "CLS_CROP_SIZE": 224,  # side of the square image the classifier sees, in training and evaluation
-        "CLS_RESIZE_SIZE": 256,  # evaluation: short side resized to this (cv2 bilinear) before the centre crop
-        "CLS_CROP_SCALE": (0.08, 1.0),  # training: range of (crop area / image area) of the random-resized crop
-        "CLS_CROP_RATIO": (3.0 / 4.0, 4.0 / 3.0),  # training: range of crop aspect ratio w/h (log-uniform)
-        "CLS_COLOR_JITTER": 0.4,  # training: brightness/contrast/saturation factors from [1 - x, 1 + x]; 0 = off
-    }
-    for key, value in input_defaults.items():
-        if key not in cfg.INPUT:
-            cfg.INPUT[key] = value
-    if "CLS_IMS_PER_BATCH" not in cfg.TEST:
-        cfg.TEST.CLS_IMS_PER_BATCH = 32  # evaluation batch size per process on classification datasets
-    return cfg
 
 
 # ------------------------------------------------------------------------------------------- augmentations
@@ -244,70 +216,6 @@ class ClassificationMapper:
         }
 
 
-# ---------------------------------------------------------------------------------------------- datasets
-def _sorted_subfolders(root: str) -> List[str]:
-    """Class names of an ImageNet-layout folder: its subfolders, sorted."""
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"image folder {root} does not exist (expected {root}/<class>/<image>)")
-    return sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
-
-
-def _register_folder(name: str, root: str, classes: Optional[List[str]], class_root: str) -> None:
-    """Register ``root`` lazily; class names are ``classes`` or, on first load, the subfolders of ``class_root``."""
-
-    def load():
-        resolved = classes if classes is not None else _sorted_subfolders(class_root)
-        MetadataCatalog.get(name).set(classes=resolved)
-        return load_image_folder(root, resolved)
-
-    metadata = {"image_root": root, "evaluator_type": CLASSIFICATION_EVALUATOR_TYPE}
-    if classes is not None:
-        metadata["classes"] = classes
-    _reregister(name, load, **metadata)
-
-
-def register_image_folder(name: str, root: str, classes: Optional[Sequence[str]] = None) -> None:
-    """Register the ImageNet-layout folder ``root/<class>/<image>`` as classification dataset ``name``.
-
-    Labels are indices into ``classes``; ``None`` = the sorted subfolder names, read when the dataset is first
-    loaded (registration itself touches no files).
-    """
-    _register_folder(name, root, None if classes is None else list(classes), class_root=root)
-
-
-def _imagenet_root(name: str) -> str:
-    return os.path.join(datasets_root(), IMAGENET_SPLITS[name])
-
-
-def register_imagenet_splits() -> List[str]:
-    """Register ``imagenet_train`` / ``imagenet_val`` where their folders exist; return the names registered.
-
-    Only checks that the folders exist; both splits take their class list from the train folder.
-    """
-    registered = []
-    for name in IMAGENET_SPLITS:
-        if os.path.isdir(_imagenet_root(name)):
-            _register_folder(name, _imagenet_root(name), None, class_root=_imagenet_root(IMAGENET_CLASS_SPLIT))
-            registered.append(name)
-    return registered
-
-
-def ensure_imagenet_registered(name: str, key: str) -> None:
-    """For an ImageNet split name: register it, or raise FileNotFoundError naming ``key`` and the missing folder.
-
-    A no-op for other names, so it can run on every dataset a config names (before the generic lookup).
-    """
-    if name not in IMAGENET_SPLITS or name in DatasetCatalog.list():
-        return
-    root = _imagenet_root(name)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(
-            f"{key} names dataset '{name}', which needs the ImageNet folder {root}/<wnid>/*.JPEG "
-            f"(DETECTRON2_DATASETS={datasets_root()}); not found"
-        )
-    register_imagenet_splits()
-
-
 def is_classification_dataset(dataset_name: str) -> bool:
     """True if the dataset's metadata declares ``evaluator_type == "classification"``."""
     return MetadataCatalog.get(dataset_name).get("evaluator_type") == CLASSIFICATION_EVALUATOR_TYPE
@@ -321,6 +229,3 @@ def build_test_loader_for(cfg: CN, dataset_name: str):
             cfg, dataset_name, mapper=ClassificationMapper(cfg, is_train=False), batch_size=cfg.TEST.CLS_IMS_PER_BATCH
         )
     return build_detection_test_loader(cfg, dataset_name)
-
-
-register_imagenet_splits()

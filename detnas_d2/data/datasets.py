@@ -5,7 +5,7 @@ DetNAS holds 5,000 images out of COCO train as the search (fitness) set; ``coco_
 ``coco_2017_train_minus_search5k`` reproduce that split deterministically (fixed seed over image ids).
 """
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
@@ -22,6 +22,13 @@ COCO_SEARCH_SPLITS = {
     "coco_2017_train_minus_search5k": ("coco/train2017", "coco/annotations/instances_train2017.json", False),
     "coco_2017_search5k": ("coco/train2017", "coco/annotations/instances_train2017.json", True),
 }
+
+#: ``evaluator_type`` metadata of classification datasets (dicts with a ``label``)
+CLASSIFICATION_EVALUATOR_TYPE = "classification"
+#: dataset name -> folder under $DETECTRON2_DATASETS (ImageNet layout: <folder>/<wnid>/*.JPEG)
+IMAGENET_SPLITS = {"imagenet_train": "imagenet/train", "imagenet_val": "imagenet/val"}
+#: the split whose sorted subfolders define the ImageNet class indices of every split
+IMAGENET_CLASS_SPLIT = "imagenet_train"
 
 _registered_shapes: Dict[str, ShapesSpec] = {}
 
@@ -79,7 +86,7 @@ def register_shapes(spec: ShapesSpec = ShapesSpec(), root: str = None) -> None:
         def load_cls(split=split):
             return load_image_folder(os.path.join(ensure_shapes(spec, root), "cls", split), classes)
 
-        _reregister(name, load_cls, classes=classes, evaluator_type="classification")
+        _reregister(name, load_cls, classes=classes, evaluator_type=CLASSIFICATION_EVALUATOR_TYPE)
         _registered_shapes[name] = spec
 
 
@@ -109,10 +116,71 @@ def register_coco_search_splits() -> List[str]:
     return registered
 
 
+def _sorted_subfolders(root: str) -> List[str]:
+    """Class names of an ImageNet-layout folder: its subfolders, sorted."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder {root} does not exist (expected {root}/<class>/<image>)")
+    return sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+
+
+def _register_folder(name: str, root: str, classes: Optional[List[str]], class_root: str) -> None:
+    """Register ``root`` lazily; class names are ``classes`` or, on first load, the subfolders of ``class_root``."""
+
+    def load():
+        resolved = classes if classes is not None else _sorted_subfolders(class_root)
+        MetadataCatalog.get(name).set(classes=resolved)
+        return load_image_folder(root, resolved)
+
+    metadata = {"image_root": root, "evaluator_type": CLASSIFICATION_EVALUATOR_TYPE}
+    if classes is not None:
+        metadata["classes"] = classes
+    _reregister(name, load, **metadata)
+
+
+def register_image_folder(name: str, root: str, classes: Optional[Sequence[str]] = None) -> None:
+    """Register the ImageNet-layout folder ``root/<class>/<image>`` as classification dataset ``name``.
+
+    Labels are indices into ``classes``; ``None`` = the sorted subfolder names, read when the dataset is first
+    loaded (registration itself touches no files).
+    """
+    _register_folder(name, root, None if classes is None else list(classes), class_root=root)
+
+
+def _imagenet_root(name: str) -> str:
+    return os.path.join(datasets_root(), IMAGENET_SPLITS[name])
+
+
+def register_imagenet_splits() -> List[str]:
+    """Register ``imagenet_train`` / ``imagenet_val`` where their folders exist; return the names registered.
+
+    Only checks that the folders exist; both splits take their class list from the train folder.
+    """
+    registered = []
+    for name in IMAGENET_SPLITS:
+        if os.path.isdir(_imagenet_root(name)):
+            _register_folder(name, _imagenet_root(name), None, class_root=_imagenet_root(IMAGENET_CLASS_SPLIT))
+            registered.append(name)
+    return registered
+
+
+def ensure_imagenet_registered(name: str, key: str) -> None:
+    """For an ImageNet split name: register it, or raise FileNotFoundError naming ``key`` and the missing folder.
+
+    A no-op for other names, so it can run on every dataset a config names (before the generic lookup).
+    """
+    if name not in IMAGENET_SPLITS or name in DatasetCatalog.list():
+        return
+    root = _imagenet_root(name)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(
+            f"{key} names dataset '{name}', which needs the ImageNet folder {root}/<wnid>/*.JPEG "
+            f"(DETECTRON2_DATASETS={datasets_root()}); not found"
+        )
+    register_imagenet_splits()
+
+
 def check_datasets_exist(names: Sequence[str], key: str) -> None:
     """Fail early, naming the config key and what is missing, if a dataset is not registered."""
-    from .classification import ensure_imagenet_registered  # classification.py imports this module
-
     for name in names:
         ensure_imagenet_registered(name, key)
         if name in DatasetCatalog.list():
@@ -132,9 +200,21 @@ def check_datasets_exist(names: Sequence[str], key: str) -> None:
         )
 
 
+def register_builtin_datasets() -> None:
+    """Register the default shapes splits (once), and the COCO search split and ImageNet where their folders exist.
+
+    Called by :func:`register_from_config` rather than at import, so importing the package looks at no folder.
+    """
+    if not _registered_shapes:
+        register_shapes()
+    register_coco_search_splits()
+    register_imagenet_splits()
+
+
 def register_from_config(cfg) -> None:
     """Apply ``DATASETS.SHAPES`` sizes, register ``DATASETS.REGISTER`` and ``DATASETS.SEARCH_HOLDOUT``, then
     check that every dataset the config names exists and has ``NUM_CLASSES`` classes. Runs in every process."""
+    register_builtin_datasets()
     s = cfg.DATASETS.SHAPES
     spec = ShapesSpec(num_train=s.NUM_TRAIN, num_search=s.NUM_SEARCH, num_val=s.NUM_VAL,
                       image_size=s.IMAGE_SIZE, seed=s.SEED)
@@ -153,7 +233,3 @@ def register_from_config(cfg) -> None:
         check_datasets_exist(names, key)
     check_num_classes(cfg, named)
     check_bad_image_policy(cfg.DATALOADER.ON_BAD_IMAGE)
-
-
-register_shapes()
-register_coco_search_splits()

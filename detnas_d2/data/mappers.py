@@ -2,7 +2,7 @@
 
 ``MAPPER_REGISTRY`` holds mapper classes built as ``cls(cfg, is_train=...)``; ``DATALOADER.MAPPER_NAME``
 picks one. ``INPUT.AUTOAUGMENT.ENABLED`` switches the default ("DatasetMapper") to
-"AutoAugmentDatasetMapper". Call :func:`add_autoaugment_config` on the cfg first.
+"AutoAugmentDatasetMapper". Call :func:`~detnas_d2.data.config.add_autoaugment_config` on the cfg first.
 """
 
 import copy
@@ -20,7 +20,7 @@ from detectron2.structures import BoxMode
 from detectron2.utils.registry import Registry
 
 from .autoaugment import AutoAugment
-from ..config import declare
+from .config import DEFAULT_MAPPER_NAME
 
 MAPPER_REGISTRY = Registry("MAPPER")
 MAPPER_REGISTRY.__doc__ = """
@@ -28,21 +28,8 @@ Registry of dataset mappers: classes constructed as ``mapper_class(cfg, is_train
 detectron2 dataset dict to model inputs. Selected by ``cfg.DATALOADER.MAPPER_NAME``.
 """
 MAPPER_REGISTRY.register(DatasetMapper)
-DEFAULT_MAPPER_NAME = "DatasetMapper"
 AUTOAUGMENT_MAPPER_NAME = "AutoAugmentDatasetMapper"
 
-
-
-def add_autoaugment_config(cfg: CN) -> None:
-    """Declare the AutoAugment and mapper-selection config keys (idempotent)."""
-    declare(cfg.INPUT, "AUTOAUGMENT", CN())
-    node = cfg.INPUT.AUTOAUGMENT
-    declare(node, "ENABLED", False)  # use AutoAugmentDatasetMapper when DATALOADER.MAPPER_NAME is the default
-    declare(node, "POLICY", "v0")  # published policy: "v0" (the paper's), "v1", "v2", "v3" or "test"
-    declare(node, "CUSTOM_POLICY", [])  # [[[op, prob, level], ...], ...]; replaces POLICY when non-empty
-    declare(node, "BOX_MODE", "drop")  # "drop" boxes whose visible area vanishes, or keep TF's "reference" slivers
-    declare(node, "REFERENCE_CONTRAST", False)  # Contrast blends to TF's buggy gray level instead of the mean
-    declare(cfg.DATALOADER, "MAPPER_NAME", DEFAULT_MAPPER_NAME)  # MAPPER_REGISTRY entry for the data loaders
 
 
 def build_autoaugment(cfg: CN) -> AutoAugment:

@@ -40,34 +40,6 @@ _definitions: Dict[str, Tuple] = {}
 _warned_outside: Set[str] = set()
 
 
-def add_registration_config(cfg: CN) -> CN:
-    """Declare ``DATASETS.REGISTER``, ``DATASETS.SEARCH_HOLDOUT.*`` and ``DATALOADER.ON_BAD_IMAGE`` (idempotent)."""
-    # datasets to register, each ["coco", NAME, JSON_FILE, IMAGE_DIR] or ["voc", NAME, VOC_DIR, SPLIT]; in YAML:
-    #   REGISTER:
-    #     - ["coco", "my_train", "/data/my/train.json", "/data/my/images"]
-    #     - ["voc", "my_voc", "/data/VOC2007", "trainval"]
-    # --register-coco / --register-voc on the command line append here (and so reach config.yaml and every process)
-    if "REGISTER" not in cfg.DATASETS:
-        cfg.DATASETS.REGISTER = []
-    if "SEARCH_HOLDOUT" not in cfg.DATASETS:
-        cfg.DATASETS.SEARCH_HOLDOUT = CN()
-    holdout = cfg.DATASETS.SEARCH_HOLDOUT
-    defaults = {
-        "SIZE": 0,  # images held out of SOURCE as the search (fitness) split, then SEARCH.DATASET; 0 = off
-        "SEED": 0,  # seed of the draw over sorted image ids; the same seed and SIZE give the same split
-        "SOURCE": "",  # dataset to split; "" = DATASETS.TRAIN[0]. DATASETS.TRAIN then trains on TRAIN_NAME
-        "TRAIN_NAME": "",  # the rest of SOURCE; "" = "<SOURCE>_minus_search"
-        "SEARCH_NAME": "",  # the held-out images; "" = "<SOURCE>_search" (and SEARCH.DATASET's default)
-    }
-    for key, value in defaults.items():
-        if key not in holdout:
-            holdout[key] = value
-    if "ON_BAD_IMAGE" not in cfg.DATALOADER:
-        # an image that fails to load: "fail" (error naming the file) or "skip" (warn, draw another; training only)
-        cfg.DATALOADER.ON_BAD_IMAGE = "fail"
-    return cfg
-
-
 # ------------------------------------------------------------------------------------------ registration
 def _claim(name: str, definition: Tuple) -> bool:
     """Whether ``name`` still needs registering; ``False`` when it already has this same definition."""

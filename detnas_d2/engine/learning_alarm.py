@@ -21,7 +21,6 @@ from statistics import median
 from typing import List, Optional
 
 import torch
-from detectron2.config import CfgNode as CN
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
@@ -30,17 +29,6 @@ from ..utils.io import atomic_write
 ALARM_FILE = "not_learning.json"
 #: key prefixes of detector heads (two-stage, single-stage, classifier): a checkpoint holding any was trained whole
 HEAD_PREFIXES = ("roi_heads.", "proposal_generator.", "head.", "classifier_head.")
-
-
-def add_train_alarm_config(cfg) -> None:
-    """Declare the TRAIN_ALARM.* keys (idempotent)."""
-    if "TRAIN_ALARM" in cfg:
-        return
-    cfg.TRAIN_ALARM = CN()
-    cfg.TRAIN_ALARM.ENABLED = True  # check the training loss after warm-up (warn, never stop the run)
-    cfg.TRAIN_ALARM.START_ITER = -1  # first iteration checked; -1 = 2 x SOLVER.WARMUP_ITERS (at least WINDOW)
-    cfg.TRAIN_ALARM.WINDOW = 20  # iterations whose median loss is compared
-    cfg.TRAIN_ALARM.MIN_DROP = 0.95  # alarm while median loss >= MIN_DROP x the first window's median loss
 
 
 def holds_trained_heads(weights: str, meta_architecture: str) -> bool:

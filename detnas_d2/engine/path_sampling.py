@@ -12,48 +12,14 @@ import random
 from typing import Callable, Optional, Sequence
 
 import torch.distributed as dist
-from detectron2.config import CfgNode as CN
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
 from ..modeling.searchable import model_search_space, searchable_parts, set_model_arch
 from ..parts import get_part, part_archs
-from ..search.state import atomic_write
 from ..space.base import SearchSpace
-
-SAMPLERS = ("uniform", "flops_binned")
-
-
-def add_supernet_config(cfg) -> None:
-    """Declare the SUPERNET.* keys (path sampling during training, supernet evaluation); idempotent."""
-    if "SUPERNET" in cfg:
-        return
-    cfg.SUPERNET = CN()
-    cfg.SUPERNET.SEED = 0  # seed of the path generator (independent of SEED, which drives data and init)
-    # "uniform" per block, or "flops_binned" (the DetNAS ImageNet sampler of megvii-model/DetNAS)
-    cfg.SUPERNET.SAMPLER = "uniform"
-    cfg.SUPERNET.FLOPS_BINS = CN()
-    cfg.SUPERNET.FLOPS_BINS.RANGE = (290e6, 360e6)  # FLOPs range split into bins (multiply-adds at 224)
-    cfg.SUPERNET.FLOPS_BINS.NUM_BINS = 7  # number of equal-width bins over RANGE
-    cfg.SUPERNET.FLOPS_BINS.MAX_TRIES = 500  # uniform draws per step to hit the chosen bin, then give up
-    # count the full classifier (as the DetNAS ImageNet sampler) or the backbone only
-    cfg.SUPERNET.FLOPS_BINS.INCLUDE_CLASSIFIER = True
-    # append every step's path to OUTPUT_DIR/paths_rank<r>.jsonl (a resumed run drops the entries it repeats)
-    cfg.SUPERNET.LOG_PATHS = False
-    cfg.SUPERNET.EVAL = CN()
-    cfg.SUPERNET.EVAL.NUM_PATHS = 5  # random paths scored when a supernet is evaluated (mean AP is reported)
-    cfg.SUPERNET.EVAL.SEED = 1  # seed of those paths (the same paths at every evaluation)
-    # evaluating a fixed MODEL.DETNAS.ARCH with supernet weights (--eval-only): recalibrate BN first, with the
-    # SEARCH.BN_RECALIB settings, so the AP equals what the search reported for that architecture
-    cfg.SUPERNET.EVAL.RECALIBRATE_FIXED = False
-
-
-def check_supernet_eval_config(cfg) -> None:
-    """``SUPERNET.EVAL.NUM_PATHS`` must be a whole number >= 1."""
-    num_paths = cfg.SUPERNET.EVAL.NUM_PATHS
-    if isinstance(num_paths, bool) or not isinstance(num_paths, int) or num_paths < 1:
-        raise ValueError(f"SUPERNET.EVAL.NUM_PATHS = {num_paths!r}: a supernet is evaluated on that many random "
-                         "paths; it must be an integer >= 1")
+from ..utils.io import atomic_write
+from .config import SAMPLERS
 
 
 def truncate_path_log(path: str, start_iter: int) -> None:

@@ -1,8 +1,8 @@
 """Test one architecture of a supernet: set the path, recalibrate BN, run detectron2 inference + DatasetEvaluator.
 
 Used by the trainer (evaluating a few paths of a supernet during/after training, and ``--eval-only`` of a
-supernet path) and by the architecture search, so both report the same number for the same architecture and
-the same ``SEARCH.BN_RECALIB`` settings. Recalibration sees the same images for every candidate (a fixed-seed
+supernet path, with ``SUPERNET.EVAL.BN_RECALIB``) and by the architecture search (with ``SEARCH.BN_RECALIB``), so
+both report the same number for the same architecture and the same recalibration settings. Recalibration sees the same images for every candidate (a fixed-seed
 stream of the training split, identical on all ranks) and never disturbs the model's training state.
 """
 import contextlib
@@ -62,20 +62,21 @@ class PathTester:
 
     ``build_test_loader(dataset_name)`` and ``build_evaluator(dataset_name)`` come from the trainer, so the
     loader/evaluator kinds (detection COCOEvaluator, classification) follow the dataset. ``train_mapper`` maps
-    training images for recalibration (the training augmentation, as DetNAS did).
+    training images for recalibration (the training augmentation, as DetNAS did). ``recalib`` holds the
+    recalibration settings (``NUM_BATCHES``, ``BATCH_SIZE``, ``MODE``, ``MOMENTUM``) and ``recalib_seed`` fixes
+    its images.
     """
 
     def __init__(self, cfg, model: torch.nn.Module, dataset_name: str, build_test_loader: Callable,
-                 build_evaluator: Callable[[str], DatasetEvaluator], train_mapper):
+                 build_evaluator: Callable[[str], DatasetEvaluator], train_mapper, recalib, recalib_seed: int):
         self.cfg = cfg
         self.model = unwrap(model)
         self.dataset_name = dataset_name
         self.build_test_loader = build_test_loader
         self.build_evaluator = build_evaluator
-        recalib = cfg.SEARCH.BN_RECALIB
-        self.num_batches = recalib.NUM_BATCHES
+        self.num_batches, self.batch_size = recalib.NUM_BATCHES, recalib.BATCH_SIZE
         self.mode, self.momentum = recalib.MODE, recalib.MOMENTUM
-        self.seed = cfg.SEARCH.SEED
+        self.seed = recalib_seed
         self.train_mapper = train_mapper
         self.recalib_dataset = None
         if self.num_batches > 0:
@@ -94,7 +95,7 @@ class PathTester:
         loader = build_detection_train_loader(
             dataset=self.recalib_dataset, mapper=self.train_mapper,
             sampler=SeededStream(len(self.recalib_dataset), self.seed),
-            total_batch_size=cfg.SEARCH.BN_RECALIB.BATCH_SIZE * comm.get_world_size(),
+            total_batch_size=self.batch_size * comm.get_world_size(),
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
             num_workers=cfg.DATALOADER.NUM_WORKERS, seed=self.seed)
         with EventStorage():  # detectron2 models log training metrics; these are throw-away

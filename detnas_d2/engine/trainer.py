@@ -31,7 +31,8 @@ from ..modeling.checkpoint import DetNASCheckpointer
 from ..modeling.searchable import model_search_space, searchable_parts
 from .learning_alarm import LearningAlarmHook
 from .lr_scheduler import build_lr_scheduler
-from .path_sampling import PathSamplingHook, check_supernet_eval_config
+from .config import check_supernet_eval_config
+from .path_sampling import PathSamplingHook
 from .resume import RNGStateHook
 from .supernet_eval import PathTester, preserved_training_state
 
@@ -157,7 +158,7 @@ class Trainer(DefaultTrainer):
     @classmethod
     def test(cls, cfg, model, evaluators=None):
         """detectron2's evaluation; a one-shot model is scored on ``SUPERNET.EVAL.NUM_PATHS`` fixed random paths
-        (BN recalibrated per path as ``SEARCH.BN_RECALIB`` says), reporting each path and their mean. A fixed
+        (BN recalibrated per path as ``SUPERNET.EVAL.BN_RECALIB`` says), reporting each path and their mean. A fixed
         model is recalibrated the same way first when ``SUPERNET.EVAL.RECALIBRATE_FIXED``."""
         register_from_config(cfg)
         check_supernet_eval_config(cfg)
@@ -185,7 +186,8 @@ class Trainer(DefaultTrainer):
             evaluate = PathTester(
                 cfg, model, dataset_name, build_test_loader=lambda name: cls.build_test_loader(cfg, name),
                 build_evaluator=lambda name: cls.build_evaluator(cfg, name),
-                train_mapper=cls.build_train_mapper(cfg))
+                train_mapper=cls.build_train_mapper(cfg), recalib=cfg.SUPERNET.EVAL.BN_RECALIB,
+                recalib_seed=cfg.SUPERNET.EVAL.BN_RECALIB.SEED)
             per_path = []
             with preserved_training_state(model):
                 for i, arch in enumerate(paths):

@@ -15,35 +15,16 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY
 from torch import nn
 
-from ..data.classification import add_classification_input_config
 from ..nn.norm import norm_factory
 from ..nn.shufflenet import ClassifierHead
-from .detnas_backbone import DetNASBackbone, add_detnas_backbone_config, build_detnas_backbone
+from .detnas_backbone import DetNASBackbone, build_detnas_backbone
 
-__all__ = ["CLASSIFIER_HEAD_PREFIX", "SupernetClassifier", "add_classifier_config", "build_classifier_head"]
+__all__ = ["CLASSIFIER_HEAD_PREFIX", "SupernetClassifier", "build_classifier_head"]
 
 #: state-dict prefix of the classification head (dropped when the weights initialise a detector)
 CLASSIFIER_HEAD_PREFIX = "classifier_head."
 #: the backbone output the head consumes
 HEAD_INPUT_FEATURE = "res5"
-
-
-def add_classifier_config(cfg: CfgNode) -> CfgNode:
-    """Declare MODEL.CLASSIFIER.*, the classification INPUT/TEST keys and MODEL.DETNAS.* (idempotent)."""
-    add_detnas_backbone_config(cfg)
-    add_classification_input_config(cfg)
-    if "CLASSIFIER" not in cfg.MODEL:
-        cfg.MODEL.CLASSIFIER = CfgNode()
-    defaults = {
-        # classes of the classification head (ImageNet: 1000)
-        "NUM_CLASSES": 1000,
-        # label smoothing of the cross-entropy loss (SPOS/DetNAS ImageNet recipe: 0.1)
-        "LABEL_SMOOTHING": 0.1,
-    }
-    for key, value in defaults.items():
-        if key not in cfg.MODEL.CLASSIFIER:
-            cfg.MODEL.CLASSIFIER[key] = value
-    return cfg
 
 
 def build_classifier_head(cfg: CfgNode, backbone: DetNASBackbone) -> ClassifierHead:

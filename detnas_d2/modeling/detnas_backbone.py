@@ -1,7 +1,7 @@
-"""detectron2 glue for the DetNAS backbones: config keys, Backbone wrapper, registry builders.
+"""detectron2 glue for the DetNAS backbones: Backbone wrapper, registry builders (keys in ``modeling/config.py``).
 
 Drop-in use with detectron2's stock FPN configs (e.g. COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml
-or retinanet_R_50_FPN_1x.yaml): call :func:`add_detnas_backbone_config`, then set
+or retinanet_R_50_FPN_1x.yaml): call :func:`detnas_d2.config.add_detnas_config`, then set
 
     MODEL.BACKBONE.NAME: "build_detnas_fpn_backbone"   # or "build_detnas_retinanet_backbone"
     MODEL.DETNAS.ARCH: "COCO-FPN-300M"                  # None/"" = supernet, path set at run time
@@ -28,51 +28,11 @@ from ..space.backbone import (BackboneLayout, is_registered_architecture, parse_
 
 __all__ = [
     "DetNASBackbone",
-    "add_detnas_backbone_config",
     "build_detnas_backbone",
     "build_detnas_fpn_backbone",
     "build_detnas_retinanet_backbone",
     "find_detnas_backbone",
 ]
-
-
-def add_detnas_backbone_config(cfg: CfgNode) -> CfgNode:
-    """Declare the MODEL.DETNAS.* keys (idempotent: existing values are kept)."""
-    if "DETNAS" not in cfg.MODEL:
-        cfg.MODEL.DETNAS = CfgNode()
-    node = cfg.MODEL.DETNAS
-    defaults = {
-        # "small" (20 blocks, 300M) or "large" (40 blocks, 1.3G); the supernet's space and the
-        # space of a list/string ARCH (a registered ARCH name brings its own space and widths)
-        "SPACE": "small",
-        # None or "" = supernet (all candidates; the path is set at run time via set_arch);
-        # a list of ints, a compact string ("2120-2112-33130031-3132") or a registered name
-        # (e.g. "COCO-FPN-300M", "DetNASNet-3.8G") = fixed network of that architecture
-        "ARCH": None,
-        # multiplier on all channel widths (rounded to multiples of 4); 1.0 = published widths
-        "WIDTH_MULT": 1.0,
-        # backbone normalisation: "BN", "SyncBN", "GN" or "FrozenBN" (FrozenBN: fixed ARCH only)
-        "NORM": "SyncBN",
-        # False = affine-free BN as in the SPOS ImageNet supernet (DetNAS uses affine BN)
-        "NORM_AFFINE": True,
-        # BN momentum (PyTorch convention): DetNAS used 0.1 for the supernet, 0.01 for fixed archs
-        "BN_MOMENTUM": 0.1,
-        # supernet only: "none" = independent candidates (DetNAS/SPOS reference); "kernel" = k3/k5/k7 share one
-        # k7 block (centre crops) and the Xception-like block shares its 1x1s and projection (detnas_d2.nn.sharing);
-        # same architectures and checkpoint keys, but paths learn at small budgets
-        "WEIGHT_SHARING": "none",
-        # True = every candidate's last main-branch norm starts at gamma 0 (blocks start as pass-through plus
-        # zeros, like zero-init residuals); only affects training from scratch, not loaded weights
-        "ZERO_INIT_LAST_NORM": False,
-        # "detnas" (biased stem conv) or "spos" (bias-free stem conv); must match the weights
-        "STYLE": "detnas",
-        # outputs of build_detnas_backbone (the FPN builders use MODEL.FPN.IN_FEATURES instead)
-        "OUT_FEATURES": ["res2", "res3", "res4", "res5"],
-    }
-    for key, value in defaults.items():
-        if key not in node:
-            node[key] = value
-    return cfg
 
 
 class DetNASBackbone(Backbone):

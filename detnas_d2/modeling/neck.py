@@ -1,6 +1,6 @@
-"""detectron2 glue for pyramid necks: the NECK registry (NAS-FPN, FPN), their config, and the bottom-up + neck backbone.
+"""detectron2 glue for pyramid necks: the NECK registry (NAS-FPN, FPN) and the bottom-up + neck backbone.
 
-``build_nasfpn_backbone`` composes any registered bottom-up backbone (``MODEL.NASFPN.BOTTOM_UP``) with any registered
+``build_nasfpn_backbone`` composes any registered bottom-up backbone (``MODEL.NECK.BOTTOM_UP``) with any registered
 neck (``MODEL.NECK.NAME``) into one detectron2 ``Backbone`` with outputs p3..p7 (strides 8..128), so configs switch
 between NAS-FPN and FPN, or between ResNet and the DetNAS supernet, by name.
 """
@@ -9,7 +9,6 @@ from typing import Dict
 
 from torch import nn
 
-from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
@@ -18,7 +17,6 @@ from detectron2.utils.registry import Registry
 
 from detnas_d2.nn import nasfpn as nasfpn_nn
 from detnas_d2.space.neck import LEVELS
-from ..config import declare
 
 NECK_REGISTRY = Registry("NECK")
 NECK_REGISTRY.__doc__ = """
@@ -31,40 +29,18 @@ _INPUT_STRIDES = (8, 16, 32)
 
 
 
-def add_nasfpn_config(cfg: CN) -> CN:
-    """Declare the ``MODEL.NECK`` and ``MODEL.NASFPN`` keys with their defaults (idempotent)."""
-    declare(cfg.MODEL, "NECK", CN())
-    declare(cfg.MODEL.NECK, "NAME", "NASFPN")  # neck in NECK_REGISTRY used by build_nasfpn_backbone: NASFPN | FPN
-    declare(cfg.MODEL, "NASFPN", CN())
-    nasfpn = cfg.MODEL.NASFPN
-    declare(nasfpn, "BOTTOM_UP", "build_resnet_backbone")  # BACKBONE_REGISTRY name of the bottom-up network
-    declare(nasfpn, "IN_FEATURES", ["res3", "res4", "res5"])  # bottom-up features used as C3, C4, C5 (strides 8-32)
-    declare(nasfpn, "NUM_REPEATS", 7)  # stacked pyramid blocks, each with its own weights (paper: 7; proxy: 3)
-    declare(nasfpn, "CHANNELS", 256)  # channels of every pyramid level inside the neck and of p3..p7
-    declare(nasfpn, "ARCH", "NAS-FPN")  # registered name, JSON cell list, compact 'l,op,in1,in2 | ...' string
-    declare(nasfpn, "NORM", "BN")  # norm after each neck conv: BN, SyncBN, GN, ... or "" for none (conv bias)
-    declare(nasfpn, "ATTENTION", CN())
-    declare(nasfpn.ATTENTION, "POOL", "max")  # global pooling of the attention weights: max (TF) | avg (mmdet)
-    declare(nasfpn.ATTENTION, "SOURCE", "coarser")  # attention input: coarser (TF) | finer (mmdet) | second
-    declare(nasfpn, "DROPBLOCK", CN())
-    declare(nasfpn.DROPBLOCK, "DROP_PROB", 0.0)  # DropBlock after each cell's norm, training only; 0 disables
-    declare(nasfpn.DROPBLOCK, "BLOCK_SIZE", 3)  # odd side of the dropped squares
-    declare(nasfpn, "ONE_SHOT", False)  # build the one-shot neck supernet (set_arch selects the path)
-    return cfg
-
-
 def _check_neck_inputs(in_features, input_shape: Dict[str, ShapeSpec]) -> None:
     """Raise ValueError unless ``in_features`` exist in ``input_shape`` with strides 8, 16, 32."""
     missing = [name for name in in_features if name not in input_shape]
     if missing:
         raise ValueError(
-            f"MODEL.NASFPN.IN_FEATURES {list(in_features)}: {missing} not produced by the bottom-up backbone, "
+            f"MODEL.NECK.IN_FEATURES {list(in_features)}: {missing} not produced by the bottom-up backbone, "
             f"which outputs {sorted(input_shape)} (for ResNet set MODEL.RESNETS.OUT_FEATURES)"
         )
     strides = tuple(input_shape[name].stride for name in in_features)
     if strides != _INPUT_STRIDES:
         raise ValueError(
-            f"MODEL.NASFPN.IN_FEATURES {list(in_features)} have strides {list(strides)}; "
+            f"MODEL.NECK.IN_FEATURES {list(in_features)} have strides {list(strides)}; "
             f"the neck needs C3, C4, C5 with strides {list(_INPUT_STRIDES)}"
         )
 
@@ -83,7 +59,7 @@ class NASFPN(nn.Module):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         """Constructor arguments from ``MODEL.NASFPN`` and the bottom-up ``input_shape``."""
-        in_features = cfg.MODEL.NASFPN.IN_FEATURES
+        in_features = cfg.MODEL.NECK.IN_FEATURES
         _check_neck_inputs(in_features, input_shape)
         norm = cfg.MODEL.NASFPN.NORM
         module = nasfpn_nn.OneShotNASFPN if cfg.MODEL.NASFPN.ONE_SHOT else nasfpn_nn.NASFPN
@@ -151,7 +127,7 @@ class FPN(nn.Module):
     and P6, P7 by detectron2's ``LastLevelP6P7`` (stride-2 3x3 convs from C5), i.e. the neck of detectron2's
     ``build_retinanet_resnet_fpn_backbone``.
 
-    Uses detectron2's own keys ``MODEL.FPN.OUT_CHANNELS / NORM / FUSE_TYPE``; inputs from ``MODEL.NASFPN.IN_FEATURES``.
+    Uses detectron2's own keys ``MODEL.FPN.OUT_CHANNELS / NORM / FUSE_TYPE``; inputs from ``MODEL.NECK.IN_FEATURES``.
     """
 
     @configurable
@@ -173,10 +149,10 @@ class FPN(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        """Constructor arguments from ``MODEL.FPN``, ``MODEL.NASFPN.IN_FEATURES`` and ``input_shape``."""
+        """Constructor arguments from ``MODEL.FPN``, ``MODEL.NECK.IN_FEATURES`` and ``input_shape``."""
         return {
             "input_shape": input_shape,
-            "in_features": cfg.MODEL.NASFPN.IN_FEATURES,
+            "in_features": cfg.MODEL.NECK.IN_FEATURES,
             "out_channels": cfg.MODEL.FPN.OUT_CHANNELS,
             "norm": cfg.MODEL.FPN.NORM,
             "fuse_type": cfg.MODEL.FPN.FUSE_TYPE,
@@ -264,11 +240,11 @@ class BottomUpNeckBackbone(Backbone):
 
 @BACKBONE_REGISTRY.register()
 def build_nasfpn_backbone(cfg, input_shape: ShapeSpec) -> BottomUpNeckBackbone:
-    """``MODEL.NASFPN.BOTTOM_UP`` backbone + ``MODEL.NECK.NAME`` neck as one backbone with p3..p7 outputs."""
-    bottom_up_name = cfg.MODEL.NASFPN.BOTTOM_UP
+    """``MODEL.NECK.BOTTOM_UP`` backbone + ``MODEL.NECK.NAME`` neck as one backbone with p3..p7 outputs."""
+    bottom_up_name = cfg.MODEL.NECK.BOTTOM_UP
     if bottom_up_name == "build_nasfpn_backbone":
         raise ValueError(
-            "MODEL.NASFPN.BOTTOM_UP cannot be build_nasfpn_backbone itself; name e.g. build_resnet_backbone"
+            "MODEL.NECK.BOTTOM_UP cannot be build_nasfpn_backbone itself; name e.g. build_resnet_backbone"
         )
     bottom_up = BACKBONE_REGISTRY.get(bottom_up_name)(cfg, input_shape)
     return BottomUpNeckBackbone(bottom_up, build_neck(cfg, bottom_up.output_shape()))

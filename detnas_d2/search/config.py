@@ -4,9 +4,10 @@ search (megvii-model/DetNAS), and their validation."""
 from numbers import Integral, Real
 
 from detectron2.config import CfgNode as CN
-from ..config import declare
-from .build import FITNESS_REGISTRY, STRATEGY_REGISTRY
+
 from ..parts import get_part, parse_space
+from ..utils.config import declare
+from .build import FITNESS_REGISTRY, STRATEGY_REGISTRY
 
 #: allowed values of the string-valued keys
 FLOPS_MODES = ("backbone", "detector")
@@ -18,8 +19,7 @@ LATENCY_CLOCKS = ("wall", "cpu")
 
 def add_search_config(cfg: CN) -> None:
     """Declare every ``SEARCH.*`` key used by the search; calling it twice is harmless."""
-    if "SEARCH" not in cfg:
-        cfg.SEARCH = CN()
+    declare(cfg, "SEARCH", CN())
     s = cfg.SEARCH
     # search strategy: "evolution" (DetNAS/SPOS EA), "nsga2" (Pareto front of METRIC vs OBJECTIVE_COST), "random"
     # (same-budget baseline) or "controller" (PPO-trained LSTM)
@@ -67,8 +67,7 @@ def add_search_config(cfg: CN) -> None:
     declare(s, "DATASET", "")
     # fitness: "one_shot" (supernet paths, BN recalibrated) or "proxy" (train a fresh detector per candidate)
     declare(s, "EVALUATOR", "one_shot")
-    if "PROXY" not in s:
-        s.PROXY = CN()
+    declare(s, "PROXY", CN())
     p = s.PROXY
     # training iterations of every proxy detector (replaces SOLVER.MAX_ITER)
     declare(p, "MAX_ITER", 1000)
@@ -80,20 +79,17 @@ def add_search_config(cfg: CN) -> None:
     declare(p, "TRAIN_SUBSET", 0)
     # seed of every proxy training (weight init, data order, augmentation draws): the same for all candidates
     declare(p, "SEED", 0)
-    if "AUTOAUG" not in s:
-        s.AUTOAUG = CN()
+    declare(s, "AUTOAUG", CN())
     # sub-policies per searched AutoAugment policy (paper K = 5)
     declare(s.AUTOAUG, "NUM_SUB_POLICIES", 5)
     # ops per sub-policy, applied in order (paper N = 2)
     declare(s.AUTOAUG, "OPS_PER_SUB_POLICY", 2)
-    if "NECK" not in s:
-        s.NECK = CN()
+    declare(s, "NECK", CN())
     # merging cells per searched NAS-FPN block (paper 7; the last 5 are the P3-P7 output cells)
     declare(s.NECK, "NUM_CELLS", 7)
     _add_latency_config(s)
     _add_controller_config(s)
-    if "BN_RECALIB" not in s:
-        s.BN_RECALIB = CN()
+    declare(s, "BN_RECALIB", CN())
     b = s.BN_RECALIB
     # train-mode forward passes used to re-estimate BN statistics per candidate (DetNAS 500); 0 = no recalibration
     declare(b, "NUM_BATCHES", 500)
@@ -107,8 +103,7 @@ def add_search_config(cfg: CN) -> None:
 
 def _add_latency_config(s: CN) -> None:
     """Declare ``SEARCH.LATENCY.*``: the measured-latency cost "latency" (milliseconds) of a one-shot backbone."""
-    if "LATENCY" not in s:
-        s.LATENCY = CN()
+    declare(s, "LATENCY", CN())
     lat = s.LATENCY
     # "off" (no latency cost), "measure" (time each candidate's fixed subnet once, cached) or "lut" (per-block table)
     declare(lat, "MODE", "off")
@@ -130,8 +125,7 @@ def _add_latency_config(s: CN) -> None:
     declare(lat, "CACHE_FILE", "latency_cache.json")
 def _add_controller_config(s: CN) -> None:
     """Declare ``SEARCH.CONTROLLER.*``, the settings of the PPO-trained LSTM controller strategy."""
-    if "CONTROLLER" not in s:
-        s.CONTROLLER = CN()
+    declare(s, "CONTROLLER", CN())
     c = s.CONTROLLER
     # LSTM hidden size (= embedding size of a decision)
     declare(c, "HIDDEN_SIZE", 64)

@@ -65,7 +65,8 @@ class OneShotFitness:
         ensure_coco_ground_truth(cfg, dataset_name)
         self.evaluate_one = PathTester(
             cfg, self.model, dataset_name, build_test_loader=lambda name: local_test_loader(cfg, name),
-            build_evaluator=local_coco_evaluator, train_mapper=Trainer.build_train_mapper(cfg))
+            build_evaluator=local_coco_evaluator, train_mapper=Trainer.build_train_mapper(cfg),
+            recalib=cfg.SEARCH.BN_RECALIB, recalib_seed=cfg.SEARCH.SEED)
 
     def __call__(self, archs: List) -> List[Dict]:
         rank, world = comm.get_rank(), comm.get_world_size()

@@ -60,7 +60,7 @@ def one_shot_scores(cfg, archs: Sequence[list]) -> List[float]:
 
 def search_cfg(config_file: str, opts: Sequence[str]):
     """The search config (every detnas_d2 key, datasets registered), as search_net.py would build it."""
-    from ..engine.defaults import load_cfg
+    from ..cli.defaults import load_cfg
 
     return load_cfg(argparse.Namespace(config_file=config_file, opts=list(opts)))
 

@@ -9,10 +9,10 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..config import add_detnas_config
+from ..config import add_detnas_config, merge_from_file, merge_from_list
 from ..data.datasets import register_from_config
 from ..data.registration import add_command_line_datasets, add_registration_arguments, resolve_search_holdout
-from .output_lock import OutputDirLock
+from ..engine.output_lock import OutputDirLock
 
 #: how the trailing overrides and the options may be mixed (shown by ``-h``)
 USAGE_NOTE = ("Options (--resume, --num-gpus N, --register-coco ...) may stand before, between or after the "
@@ -74,8 +74,8 @@ def load_cfg(args):
     checked; writes nothing, so a run can validate everything before touching OUTPUT_DIR."""
     cfg = get_cfg()
     add_detnas_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    merge_from_file(cfg, args.config_file)
+    merge_from_list(cfg, args.opts)
     add_command_line_datasets(cfg, args)
     resolve_search_holdout(cfg)
     cfg.freeze()
