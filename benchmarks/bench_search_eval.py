@@ -23,7 +23,7 @@ from detnas_d2.config import add_detnas_config
 from detnas_d2.data.datasets import register_from_config
 from detnas_d2.engine import Trainer
 from detnas_d2.modeling.checkpoint import DetNASCheckpointer
-from detnas_d2.modeling.searchable import model_search_space, set_model_arch
+from detnas_d2.parts.model import model_search_space, set_model_arch
 from detnas_d2.search.one_shot import OneShotFitness
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

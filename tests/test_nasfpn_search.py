@@ -17,7 +17,7 @@ from detnas_d2.config import add_detnas_config
 from detnas_d2.cost import detector_flops
 from detnas_d2.engine import Trainer
 from detnas_d2.modeling.neck import BottomUpNeckBackbone
-from detnas_d2.modeling.searchable import model_search_space, searchable_parts
+from detnas_d2.parts.model import model_search_space, searchable_parts
 from detnas_d2.space.backbone import BackboneSearchSpace
 from detnas_d2.space.neck import NeckSearchSpace, register_neck_arch, resolve_neck_arch
 from test_resume import REPO

@@ -14,7 +14,7 @@ from detnas_d2.data.datasets import register_from_config
 from detnas_d2.engine import Trainer
 from detnas_d2.engine.bn_recalib import batchnorm_modules
 from detnas_d2.modeling.checkpoint import DetNASCheckpointer
-from detnas_d2.modeling.searchable import set_model_arch
+from detnas_d2.parts.model import set_model_arch
 from detnas_d2.search.one_shot import OneShotFitness
 from detnas_d2.search.runner import SearchRunner
 from test_resume import REPO

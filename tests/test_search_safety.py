@@ -27,7 +27,7 @@ from detnas_d2.search.constraints import InfeasibleConstraintError
 from detnas_d2.search.runner import NoFiniteFitnessError
 from detnas_d2.search.store import SearchExistsError
 from detnas_d2.search.launcher import build_cost_fns
-from detnas_d2.modeling.searchable import model_search_space
+from detnas_d2.parts.model import model_search_space
 from test_resume import REPO
 from test_search_engine import folder_bytes
 from test_search_net import SEARCH_CONFIG, TINY

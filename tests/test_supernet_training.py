@@ -11,7 +11,7 @@ from detectron2.utils import comm
 import detnas_d2  # noqa: F401
 from detnas_d2.config import add_detnas_config
 from detnas_d2.engine import Trainer
-from detnas_d2.modeling.searchable import unwrap
+from detnas_d2.parts.model import unwrap
 from test_resume import REPO, run_with_kill
 
 CONFIG = os.path.join(REPO, "configs", "shapes", "supernet_fpn.yaml")

@@ -25,7 +25,7 @@ from detnas_d2.config import add_detnas_config  # noqa: E402
 from detnas_d2.data.datasets import register_from_config  # noqa: E402
 from detnas_d2.engine import Trainer  # noqa: E402
 from detnas_d2.modeling.checkpoint import DetNASCheckpointer  # noqa: E402
-from detnas_d2.modeling.searchable import model_search_space  # noqa: E402
+from detnas_d2.parts.model import model_search_space  # noqa: E402
 from detnas_d2.search.launcher import build_cost_fns  # noqa: E402
 from detnas_d2.search.one_shot import OneShotFitness  # noqa: E402
 from detnas_d2.space.neck import NASFPN_ARCH, NUM_INPUTS, NUM_OUTPUT_CELLS  # noqa: E402

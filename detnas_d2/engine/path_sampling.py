@@ -15,7 +15,7 @@ import torch.distributed as dist
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-from ..modeling.searchable import model_search_space, searchable_parts, set_model_arch
+from ..parts.model import model_search_space, searchable_parts, set_model_arch
 from ..parts import get_part, part_archs
 from ..space.base import SearchSpace
 from ..utils.io import atomic_write

@@ -19,7 +19,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 from torch.utils.data import Sampler
 
-from ..modeling.searchable import set_model_arch, unwrap
+from ..parts.model import set_model_arch, unwrap
 from .bn_recalib import batchnorm_modules, recalibrate_bn
 
 

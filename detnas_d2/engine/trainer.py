@@ -28,7 +28,7 @@ from ..data.registration import guard_bad_images
 from ..data.resumable_loader import PositionChunks, ResumableTrainLoader, SeededSampleMapper
 from ..evaluation import ClassificationEvaluator
 from ..modeling.checkpoint import DetNASCheckpointer
-from ..modeling.searchable import model_search_space, searchable_parts
+from ..parts.model import model_search_space, searchable_parts
 from .learning_alarm import LearningAlarmHook
 from .lr_scheduler import build_lr_scheduler
 from .config import check_supernet_eval_config

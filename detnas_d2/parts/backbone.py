@@ -2,7 +2,7 @@
 from ..cost import BackboneCostModel
 from ..modeling.detnas_backbone import DetNASBackbone
 from ..modeling.weight_inheritance import extract_subnet_state_dict
-from ..search.latency import build_latency_cost
+from .latency import build_latency_cost
 from ..space.backbone import BackboneSearchSpace, format_architecture
 from .base import SEARCHABLE_PART_REGISTRY, SearchablePart, find_single
 

@@ -13,7 +13,7 @@ import os
 import torch
 
 from ..engine.supernet_eval import PathTester
-from ..modeling.searchable import searchable_parts, set_model_arch, unwrap
+from ..parts.model import searchable_parts, set_model_arch, unwrap
 from ..parts import get_part, part_archs
 from .state import atomic_write
 

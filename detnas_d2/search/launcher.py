@@ -12,7 +12,7 @@ import logging
 from detectron2.utils import comm
 
 from ..engine.trainer import Trainer
-from ..modeling.searchable import model_search_space, searchable_parts, set_model_arch
+from ..parts.model import model_search_space, searchable_parts, set_model_arch
 from ..parts import get_part, parse_space, part_names
 from .config import validate_search_config
 from .build import build_fitness, build_search_strategy

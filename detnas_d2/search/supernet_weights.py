@@ -4,7 +4,7 @@ A search of a random supernet, of a stock ResNet checkpoint or of a supernet of 
 run to the end (detectron2 only warns about tensors it skips) and export a meaningless winner.
 """
 from ..modeling.checkpoint import DetNASCheckpointer
-from ..modeling.searchable import searchable_parts, unwrap
+from ..parts.model import searchable_parts, unwrap
 
 #: tensors named in the error of an incomplete checkpoint
 SHOWN_KEYS = 5

@@ -8,7 +8,7 @@ from typing import Dict
 
 from torch import nn
 
-from ..parts import SEARCHABLE_PART_REGISTRY, get_part, part_archs
+from .base import SEARCHABLE_PART_REGISTRY, get_part, part_archs
 from ..space.base import SearchSpace
 from ..space.joint import JointSpace
 
