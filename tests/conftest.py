@@ -13,7 +13,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from presets import SUPERNET_CONFIG, SUPERNET_TINY  # noqa: E402  (after the path set-up above)
+import train_net  # noqa: E402  (both after the path set-up above)
+from presets import SUPERNET_CONFIG, SUPERNET_TINY  # noqa: E402
 
 TIERS = ("unit", "e2e")
 #: modules whose tests run the command-line tools, train detectors or start processes: every test in them is e2e
@@ -48,20 +49,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("e2e" if item.path.name in E2E_MODULES else "unit")
 
 
-@pytest.fixture
-def tiny_shapes_root(tmp_path):
-    """A folder for small generated datasets that tests create themselves."""
-    root = tmp_path / "data"
-    root.mkdir()
-    return str(root)
-
-
 @pytest.fixture(scope="session")
 def tiny_supernet(tmp_path_factory):
     """The SUPERNET_TINY shapes FPN supernet trained 60 iterations by train_net.py, once per session:
     (its data root, its checkpoint path). Tests that use it set DETNAS_DATA to that data root themselves."""
-    import train_net
-
     root = tmp_path_factory.mktemp("supernet")
     out = str(root / "train")
     with pytest.MonkeyPatch.context() as patch:
