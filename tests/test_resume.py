@@ -67,8 +67,7 @@ KILLED_TRAIN_NET = """
 import os, signal, sys
 from detectron2.engine import HookBase
 from detnas_d2.cli.train import cli
-from interrupted_run import run_with_kill
-from presets import REPO
+from detnas_d2.engine import Trainer
 
 class KillAt(HookBase):
     def before_step(self):
