@@ -2,13 +2,18 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env test demo demo-neck clean-env
+.PHONY: env test test-unit demo demo-neck clean-env
 
 env:
 	@bash tools/bootstrap_env.sh
 
+# every test (both tiers)
 test: env
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+# the unit tier only: under a minute (tiers: tests/conftest.py)
+test-unit: env
+	$(PY) -m pytest tests -q -m unit $(PYTEST_ARGS)
 
 # pretrain supernet -> fine-tune on detection -> search -> export -> retrain -> evaluate (embedded shapes, CPU)
 demo: env

@@ -1,10 +1,13 @@
-"""AutoAugment ops: level mapping, colour-op definitions, warps vs TF's sampling, box math, bbox-only ops, properties."""
+"""AutoAugment ops: level mapping, colour-op definitions, warps vs TF's sampling, box math, bbox-only ops, and
+properties (every op keeps boxes inside the image, hypothesis)."""
 
 import math
 
 import numpy as np
 import pytest
 from detectron2.data import transforms as T
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from detnas_d2.data.autoaugment import AutoAugment, OPS, build_op, nonempty_boxes
@@ -403,6 +406,35 @@ def test_property_boxes_stay_valid_and_aligned(box_mode, cases):
         assert dropped > 50  # the loop exercises vanishing boxes
     else:
         assert dropped == 0  # the reference's slivers keep every (non-degenerate) box
+
+
+@st.composite
+def _image_and_boxes(draw, max_boxes=4):
+    """A random uint8 image of 8..64 px a side and up to ``max_boxes`` boxes inside it (x0 < x1, y0 < y1)."""
+    height, width = draw(st.integers(8, 64)), draw(st.integers(8, 64))
+    pixels = np.random.RandomState(draw(st.integers(0, 2**32 - 1))).randint(0, 256, (height, width, 3))
+    boxes = []
+    for _ in range(draw(st.integers(0, max_boxes))):
+        x0, x1 = sorted(draw(st.lists(st.floats(0, width), min_size=2, max_size=2, unique=True)))
+        y0, y1 = sorted(draw(st.lists(st.floats(0, height), min_size=2, max_size=2, unique=True)))
+        boxes.append([x0, y0, x1, y1])
+    return pixels.astype(np.uint8), np.array(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@settings(max_examples=15, deadline=None, derandomize=True, database=None)
+@given(case=_image_and_boxes(), level=st.integers(0, 10), box_mode=st.sampled_from(ops.BOX_MODES),
+       seed=st.integers(0, 2**32 - 1))
+def test_property_every_op_keeps_boxes_inside_the_image(name, case, level, box_mode, seed):
+    image, boxes = case
+    np.random.seed(seed)
+    aug_input = T.AugInput(image.copy(), boxes=boxes.copy())
+    AutoAugment([[(name, 1.0, level)]], box_mode=box_mode)(aug_input)
+    out, (height, width) = aug_input.boxes, image.shape[:2]
+    assert aug_input.image.shape == image.shape and out.shape == boxes.shape
+    assert (out[:, 0::2] >= 0).all() and (out[:, 0::2] <= width).all()
+    assert (out[:, 1::2] >= 0).all() and (out[:, 1::2] <= height).all()
+    assert (out[:, 2] >= out[:, 0]).all() and (out[:, 3] >= out[:, 1]).all()
 
 
 def test_property_identity_settings_change_nothing():

@@ -50,7 +50,10 @@ def test_every_published_policy_runs(name):
         boxes = np.array([[4.0, 5.0, 30.0, 40.0], [20.0, 10.0, 63.0, 47.0]])
         aug_input = T.AugInput(image, boxes=boxes)
         augmentation(aug_input)
-        assert aug_input.image.shape == (48, 64, 3) and aug_input.boxes.shape == (2, 4)
+        out = aug_input.boxes
+        assert aug_input.image.shape == (48, 64, 3) and aug_input.image.dtype == np.uint8 and out.shape == (2, 4)
+        assert (out >= 0).all() and (out[:, 0::2] <= 64).all() and (out[:, 1::2] <= 48).all()
+        assert (out[:, 2:] >= out[:, :2]).all()
 
 
 # ------------------------------------------------------------------------------------------------ sampling

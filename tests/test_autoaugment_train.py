@@ -9,19 +9,17 @@ from detnas_d2.data.autoaugment import AutoAugment
 from detnas_d2.data.autoaugment.policies import resolve_policy
 from detnas_d2.data.mappers import AutoAugmentDatasetMapper, build_train_mapper
 from detnas_d2.engine import trainer as trainer_module
-from test_resume import REPO
+from presets import SHAPES, TRAIN_AT_64, shapes_images
 
 MAX_ITER, BATCH = 3, 2
 TINY = [
     "SOLVER.MAX_ITER", str(MAX_ITER), "SOLVER.IMS_PER_BATCH", str(BATCH), "SOLVER.CHECKPOINT_PERIOD", "100",
     "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()", "MODEL.FPN.OUT_CHANNELS", "16", "DATALOADER.NUM_WORKERS", "0",
-    "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
-    "DATASETS.SHAPES.NUM_TRAIN", "8", "DATASETS.SHAPES.NUM_SEARCH", "4", "DATASETS.SHAPES.NUM_VAL", "4",
-    "DATASETS.SHAPES.IMAGE_SIZE", "64", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
+    "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()", *shapes_images(8, 4, 4, image_size=64), *TRAIN_AT_64,
 ]
-FASTER_RCNN = [os.path.join(REPO, "configs", "shapes", "faster_rcnn_autoaug.yaml"), "MODEL.ROI_BOX_HEAD.FC_DIM", "32"]
+FASTER_RCNN = [os.path.join(SHAPES, "faster_rcnn_autoaug.yaml"), "MODEL.ROI_BOX_HEAD.FC_DIM", "32"]
 RETINANET = [
-    os.path.join(REPO, "configs", "shapes", "supernet_retinanet.yaml"), "MODEL.DETNAS.ARCH", "COCO-RetinaNet-300M",
+    os.path.join(SHAPES, "supernet_retinanet.yaml"), "MODEL.DETNAS.ARCH", "COCO-RetinaNet-300M",
     "MODEL.DETNAS.WIDTH_MULT", "0.25", "INPUT.AUTOAUGMENT.ENABLED", "True", "INPUT.AUTOAUGMENT.POLICY", "v0",
 ]
 

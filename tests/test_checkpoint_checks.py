@@ -12,15 +12,15 @@ import detnas_d2  # noqa: F401
 from detnas_d2.config import add_detnas_config
 from detnas_d2.engine import Trainer
 from detnas_d2.modeling.checkpoint import DetNASCheckpointer
+from presets import SHAPES
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL_HEADS = ["MODEL.DETNAS.NORM", "BN", "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16",
                "MODEL.ROI_BOX_HEAD.FC_DIM", "32"]
 
 
 def _model(config, width, *opts):
     cfg = add_detnas_config(get_cfg())
-    cfg.merge_from_file(os.path.join(REPO, "configs", "shapes", config))
+    cfg.merge_from_file(os.path.join(SHAPES, config))
     cfg.merge_from_list(["MODEL.DETNAS.WIDTH_MULT", str(width), *opts])
     return Trainer.build_model(cfg)
 
@@ -105,5 +105,13 @@ def test_backbone_of_another_width_fails_naming_key_and_both_shapes(quarter_widt
 
 def test_same_width_loads_and_intentional_drops_stay_allowed(quarter_width):
     detector = _model("supernet_fpn.yaml", 0.25, "MODEL.ROI_HEADS.NUM_CLASSES", "3", *SMALL_HEADS)
+    before = {key: value.clone() for key, value in detector.state_dict().items()}
     DetNASCheckpointer(detector).resume_or_load(quarter_width["classifier"], resume=False)  # head dropped
+    loaded = [key for key, value in detector.state_dict().items() if not torch.equal(value, before[key])]
+    assert loaded and all(key.startswith("backbone.") for key in loaded)  # the classifier's body, nothing else
     DetNASCheckpointer(detector).resume_or_load(quarter_width["detector"], resume=False)  # other class count
+    saved, state = torch.load(quarter_width["detector"], map_location="cpu")["model"], detector.state_dict()
+    assert set(saved) == set(state)
+    not_loaded = {key for key in state if not torch.equal(state[key], saved[key])}
+    assert not_loaded == {key for key in state if state[key].shape != saved[key].shape}
+    assert not_loaded and all(key.startswith("roi_heads.box_predictor.") for key in not_loaded)

@@ -16,8 +16,7 @@ from detnas_d2.cli.search import build_parser as search_parser
 from detnas_d2.cli.train import build_parser as train_parser
 from detnas_d2.cli.defaults import parse_command_line
 from detnas_d2.engine.output_lock import LOCK_FILE, OutputDirLock, OutputDirLockedError
-from test_resume import REPO
-from test_train_net import CONFIG, TINY
+from presets import REPO, STOCK_CONFIG, STOCK_TINY
 
 HOLD_LOCK = "import sys, time; from detnas_d2.engine.output_lock import OutputDirLock; " \
             "OutputDirLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)"
@@ -27,6 +26,7 @@ def _env(tmp_path):
     return {**os.environ, "DETNAS_DATA": str(tmp_path / "data"), "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.unit
 def test_lock_names_its_holder_and_is_released_on_exit(tmp_path):
     out = str(tmp_path / "out")
     with OutputDirLock(out):
@@ -51,8 +51,8 @@ def test_lock_of_a_killed_process_does_not_block(tmp_path):
 
 
 def _train(out, *extra):
-    return [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", CONFIG, *TINY, "OUTPUT_DIR", out,
-            *extra]
+    return [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", STOCK_CONFIG, *STOCK_TINY,
+            "OUTPUT_DIR", out, *extra]
 
 
 def test_two_trainings_into_one_output_dir(tmp_path):
@@ -75,6 +75,7 @@ def test_two_trainings_into_one_output_dir(tmp_path):
         first.wait()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("build_parser", [train_parser, search_parser], ids=["train_net", "search_net"])
 def test_options_may_follow_the_overrides(build_parser):
     args = parse_command_line(build_parser(), [
@@ -85,6 +86,7 @@ def test_options_may_follow_the_overrides(build_parser):
     assert args.opts == ["SOLVER.MAX_ITER", "3", "SOLVER.BASE_LR", "-0.5"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("argv, message", [
     (["A.B", "1", "--no-such-option"], "unknown option --no-such-option among the KEY VALUE overrides"),
     (["A.B", "1", "C.D"], "the override 'C.D' has no value: overrides are KEY VALUE pairs"),

@@ -4,25 +4,39 @@ import os
 
 import pytest
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import detnas_d2  # noqa: F401
 from detnas_d2.config import add_detnas_config
 from detnas_d2.data import datasets
+from presets import shapes_images
 
 
 def test_add_detnas_config_twice_is_harmless():
-    cfg = get_cfg()
-    add_detnas_config(cfg)
-    add_detnas_config(cfg)
-    assert cfg.DATASETS.SHAPES.NUM_TRAIN > 0
+    once = add_detnas_config(get_cfg())
+    cfg = add_detnas_config(get_cfg())
+    cfg.DATASETS.SHAPES.NUM_TRAIN = 7
+    add_detnas_config(cfg)  # keeps what is set and declares nothing new
+    assert cfg.DATASETS.SHAPES.NUM_TRAIN == 7
+    cfg.DATASETS.SHAPES.NUM_TRAIN = once.DATASETS.SHAPES.NUM_TRAIN
+    assert cfg.dump() == once.dump()
 
 
-def test_shapes_splits_are_registered():
-    datasets.register_builtin_datasets()
-    names = set(DatasetCatalog.list())
-    for name in ("shapes_train", "shapes_search", "shapes_val", "shapes_cls_train", "shapes_cls_val"):
-        assert name in names
+def test_shapes_splits_load_the_configured_sizes(tmp_path, monkeypatch):
+    monkeypatch.setenv("DETNAS_DATA", str(tmp_path))
+    cfg = add_detnas_config(get_cfg())
+    cfg.merge_from_list(shapes_images(6, 3, 2, image_size=64))
+    datasets.register_from_config(cfg)
+    for name, count in (("shapes_train", 6), ("shapes_search", 3), ("shapes_val", 2)):
+        records = DatasetCatalog.get(name)
+        classes = MetadataCatalog.get(name).thing_classes
+        assert len(records) == count and all(os.path.isfile(r["file_name"]) for r in records)
+        assert all(0 <= a["category_id"] < len(classes) for r in records for a in r["annotations"])
+    for name in ("shapes_cls_train", "shapes_cls_val"):
+        records = DatasetCatalog.get(name)
+        classes = MetadataCatalog.get(name).classes
+        assert records and all(os.path.isfile(r["file_name"]) and 0 <= r["label"] < len(classes) for r in records)
+        assert {r["label"] for r in records} == set(range(len(classes)))  # every class has crops
 
 
 def test_missing_dataset_error_names_it():

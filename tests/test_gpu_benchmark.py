@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from test_resume import REPO
+from presets import REPO
 
 SCRIPT = os.path.join(REPO, "benchmarks", "gpu_supernet.py")
 

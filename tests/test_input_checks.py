@@ -20,14 +20,13 @@ from detnas_d2.data.autoaugment import build_op
 from detnas_d2.data.registration import register_coco, register_voc
 from detnas_d2.engine import Trainer
 from detnas_d2.evaluation import ClassificationEvaluator
-from test_registration import SIZE, write_coco_dataset, write_voc_dataset
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from own_datasets import SIZE, write_coco_dataset, write_voc_dataset
+from presets import SHAPES
 
 
 def _cfg(config, *opts):
     cfg = add_detnas_config(get_cfg())
-    cfg.merge_from_file(os.path.join(REPO, "configs", "shapes", config))
+    cfg.merge_from_file(os.path.join(SHAPES, config))
     cfg.merge_from_list(list(opts))
     return cfg
 
@@ -146,7 +145,8 @@ def test_width_multiplier_too_small_names_the_smallest_allowed_value():
     with pytest.raises(ValueError, match=r"MODEL\.DETNAS\.WIDTH_MULT = 0\.01: the width multiplier .*small "
                                          r"supernet.*smallest width multiplier allowed is 0\.09375"):
         Trainer.build_model(_cfg("supernet_fpn.yaml", "MODEL.DETNAS.WIDTH_MULT", "0.01"))
-    with pytest.raises(ValueError, match=r"MODEL\.DETNAS\.WIDTH_MULT = 0\.0: the width multiplier must be a positive number"):
+    with pytest.raises(ValueError, match=r"MODEL\.DETNAS\.WIDTH_MULT = 0\.0: "
+                                         r"the width multiplier must be a positive number"):
         Trainer.build_model(_cfg("supernet_fpn.yaml", "MODEL.DETNAS.WIDTH_MULT", "0.0"))
     Trainer.build_model(_cfg("supernet_fpn.yaml", "MODEL.DETNAS.WIDTH_MULT", "0.09375",
                              "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16"))

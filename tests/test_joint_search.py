@@ -17,7 +17,7 @@ from detnas_d2.engine import Trainer
 from detnas_d2.space.backbone import format_architecture
 from detnas_d2.space.neck import resolve_neck_arch
 from test_nasfpn_search import SHAPES, SUPERNET_CONFIG, TINY, _cfg, _read_jsonl
-from test_resume import REPO
+from presets import REPO
 
 JOINT_CONFIG = os.path.join(SHAPES, "search_joint.yaml")
 # one proxy step, at the warm-up learning rate: enough to run phase 2's machinery (a full step on this untrained

@@ -17,7 +17,7 @@ from detnas_d2.search.config import validate_search_config
 from detnas_d2.search.launcher import build_cost_fns
 from detnas_d2.search.proxy import build_proxy_cost_fns
 from detnas_d2.space.backbone import BackboneSearchSpace, smallest_width_mult, space_layout
-from test_search_net import SEARCH_CONFIG, TINY
+from presets import SEARCH_CONFIG, SUPERNET_TINY
 
 LAYOUT = space_layout("small").scaled(smallest_width_mult(space_layout("small")))
 
@@ -105,7 +105,7 @@ def test_relative_errors():
 def _cfg(tmp_path, *extra):
     cfg = add_detnas_config(get_cfg())
     cfg.merge_from_file(SEARCH_CONFIG)
-    cfg.merge_from_list([*TINY, "MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path), *extra])
+    cfg.merge_from_list([*SUPERNET_TINY, "MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path), *extra])
     return cfg
 
 

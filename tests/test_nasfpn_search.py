@@ -20,24 +20,18 @@ from detnas_d2.modeling.neck import BottomUpNeckBackbone
 from detnas_d2.parts.model import model_search_space, searchable_parts
 from detnas_d2.space.backbone import BackboneSearchSpace
 from detnas_d2.space.neck import NeckSearchSpace, register_neck_arch, resolve_neck_arch
-from test_resume import REPO
+from presets import REPO, SHAPES, TINY_BN_RECALIB, TINY_EVOLUTION, shapes_images
 
-SHAPES = os.path.join(REPO, "configs", "shapes")
 SUPERNET_CONFIG = os.path.join(SHAPES, "supernet_nasfpn_retinanet.yaml")
 SEARCH_CONFIG = os.path.join(SHAPES, "search_nasfpn.yaml")
 TINY = [
     "MODEL.NASFPN.CHANNELS", "16", "MODEL.RETINANET.NUM_CONVS", "1", "DATALOADER.NUM_WORKERS", "0",
-    "DATASETS.SHAPES.NUM_TRAIN", "48", "DATASETS.SHAPES.NUM_SEARCH", "12", "DATASETS.SHAPES.NUM_VAL", "4",
-    "SEARCH.BN_RECALIB.NUM_BATCHES", "2", "SEARCH.BN_RECALIB.BATCH_SIZE", "4",
-    "SUPERNET.EVAL.BN_RECALIB.NUM_BATCHES", "2", "SUPERNET.EVAL.BN_RECALIB.BATCH_SIZE", "4",
+    *shapes_images(48, 12, 4), *TINY_BN_RECALIB,
 ]
 # At TINY sizes the detector costs 16.57M-17.17M multiply-adds at 128x128, set by the levels of the two
 # intermediate cells; this limit rules out every neck with an intermediate P4 cell (e.g. the published block).
 FLOPS_LIMIT = 16.8e6
-SEARCH = [
-    "SEARCH.POPULATION", "4", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "2", "SEARCH.NUM_MUTATION", "1",
-    "SEARCH.NUM_CROSSOVER", "1", "SEARCH.FLOPS_LIMIT", str(FLOPS_LIMIT),
-]
+SEARCH = [*TINY_EVOLUTION, "SEARCH.FLOPS_LIMIT", str(FLOPS_LIMIT)]
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +162,7 @@ SHAPES_CONFIGS = {  # config -> one-shot parts of the model it builds
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", COCO_CONFIGS)
 def test_coco_nasfpn_configs_merge_with_the_recipe(name):
     cfg = _cfg(os.path.join(REPO, "configs", name))
@@ -182,6 +177,7 @@ def test_coco_nasfpn_configs_merge_with_the_recipe(name):
     assert (cfg.MODEL.NASFPN.ONE_SHOT, cfg.MODEL.NECK.BOTTOM_UP) == (one_shot, bottom_up)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(SHAPES_CONFIGS))
 def test_shapes_nasfpn_configs_build(name):
     cfg = _cfg(os.path.join(SHAPES, name))

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from detnas_d2.pipeline import PipelineError, load_pipeline
-from test_resume import REPO
+from presets import REPO, SHAPES
 
 TINY = [
     "MODEL.DETNAS.WIDTH_MULT", 0.25, "DATALOADER.NUM_WORKERS", 0,
@@ -26,22 +26,21 @@ DETECTION = [
 
 
 def write_pipeline(tmp_path, finetune_iters=4):
-    shapes = os.path.join(REPO, "configs", "shapes")
     spec = {
         "output_dir": str(tmp_path / "out"),
         "stages": {
-            "pretrain": {"config": os.path.join(shapes, "supernet_cls.yaml"),
+            "pretrain": {"config": os.path.join(SHAPES, "supernet_cls.yaml"),
                          "opts": TINY + ["SOLVER.MAX_ITER", 2, "SOLVER.CHECKPOINT_PERIOD", 1, "DATASETS.TEST", "()"]},
-            "finetune": {"config": os.path.join(shapes, "supernet_fpn.yaml"),
+            "finetune": {"config": os.path.join(SHAPES, "supernet_fpn.yaml"),
                          "opts": TINY + DETECTION + ["SOLVER.MAX_ITER", finetune_iters, "SOLVER.CHECKPOINT_PERIOD", 1]},
-            "search": {"config": os.path.join(shapes, "search_fpn.yaml"),
+            "search": {"config": os.path.join(SHAPES, "search_fpn.yaml"),
                        "opts": TINY + DETECTION + ["SEARCH.POPULATION", 2, "SEARCH.GENERATIONS", 1, "SEARCH.TOPK", 1,
                                                    "SEARCH.NUM_MUTATION", 0, "SEARCH.NUM_CROSSOVER", 0,
                                                    "SEARCH.FLOPS_LIMIT", 0.0]},
-            "retrain": {"config": os.path.join(shapes, "supernet_fpn.yaml"),
+            "retrain": {"config": os.path.join(SHAPES, "supernet_fpn.yaml"),
                         "opts": TINY + DETECTION + ["SOLVER.MAX_ITER", 2]},
             "evaluate": {},
-            "reference": {"config": os.path.join(shapes, "faster_rcnn_R18_FPN.yaml"),
+            "reference": {"config": os.path.join(SHAPES, "faster_rcnn_R18_FPN.yaml"),
                           "opts": TINY[2:] + DETECTION + ["SOLVER.MAX_ITER", 2]},
         },
     }

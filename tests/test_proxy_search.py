@@ -26,16 +26,13 @@ from detnas_d2.search.proxy import (
     train_subset_indices,
 )
 from detnas_d2.space.neck import NASFPN_ARCH, NeckSearchSpace, resolve_neck_arch
-from test_resume import REPO
+from presets import ANCHORS_64, SHAPES, TEST_AT_64, TRAIN_AT_64, shapes_images
 
-SEARCH_CONFIG = os.path.join(REPO, "configs", "shapes", "search_autoaug.yaml")
-NASFPN_CONFIG = os.path.join(REPO, "configs", "shapes", "nasfpn_retinanet.yaml")
+SEARCH_CONFIG = os.path.join(SHAPES, "search_autoaug.yaml")
+NASFPN_CONFIG = os.path.join(SHAPES, "nasfpn_retinanet.yaml")
 TINY = [
     "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "DATALOADER.NUM_WORKERS", "0",
-    "DATASETS.SHAPES.NUM_TRAIN", "16", "DATASETS.SHAPES.NUM_SEARCH", "6", "DATASETS.SHAPES.NUM_VAL", "4",
-    "DATASETS.SHAPES.IMAGE_SIZE", "64", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
-    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
-    "MODEL.ANCHOR_GENERATOR.SIZES", "[[8], [16], [32], [48], [64]]",
+    *shapes_images(16, 6, 4, image_size=64), *TRAIN_AT_64, *TEST_AT_64, *ANCHORS_64,
     "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1",
 ]
 SEARCH = [
@@ -112,7 +109,8 @@ def test_neck_applier_and_detector_flops():
     assert isinstance(space, NeckSearchSpace) and space.num_cells == 7
     arch = space.sample(random.Random(0))
     applied = candidate_config(cfg, space, arch)
-    assert resolve_neck_arch(applied.MODEL.NASFPN.ARCH) == space.validate(arch) and applied.MODEL.NASFPN.ONE_SHOT is False
+    assert resolve_neck_arch(applied.MODEL.NASFPN.ARCH) == space.validate(arch)
+    assert applied.MODEL.NASFPN.ONE_SHOT is False
     assert resolve_neck_arch(applied.MODEL.NASFPN.ARCH) == space.validate(arch)
     assert cfg.MODEL.NASFPN.ONE_SHOT is True  # input untouched
 
@@ -180,6 +178,7 @@ def test_train_subset_is_deterministic(tmp_path, monkeypatch):
     assert [d["file_name"] for d in DatasetCatalog.get(register_train_subset(cfg))] == subset  # re-registration
 
 
+@pytest.mark.e2e
 def test_tiny_policy_search_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "data"))
     out = str(tmp_path / "search")

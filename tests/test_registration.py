@@ -4,7 +4,6 @@ import json
 import logging
 import os
 
-import cv2
 import numpy as np
 import pytest
 import yaml
@@ -19,93 +18,25 @@ import train_net
 from detnas_d2.config import add_detnas_config
 from detnas_d2.data import registration
 from detnas_d2.data.datasets import register_from_config
+from detnas_d2.cli.defaults import argument_parser
 from detnas_d2.data.config import add_registration_config
 from detnas_d2.data.registration import (BadImageGuard, UnreadableImageError, held_out_split, register_coco,
                                          resolve_search_holdout)
-from detnas_d2.cli.defaults import argument_parser
+from own_datasets import NUM_IMAGES, write_coco_dataset, write_voc_dataset
+from presets import ANCHORS_64, SEARCH_CONFIG, STOCK_CONFIG, SUPERNET_CONFIG, TEST_AT_64, TINY_BN_RECALIB, TRAIN_AT_64
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(REPO, "configs", "shapes", "faster_rcnn_R18_FPN.yaml")
-SUPERNET_CONFIG = os.path.join(REPO, "configs", "shapes", "supernet_fpn.yaml")
-SEARCH_CONFIG = os.path.join(REPO, "configs", "shapes", "search_fpn.yaml")
-CATEGORIES = {3: "disc", 7: "bar"}  # non-contiguous ids on purpose: detectron2 maps them to 0, 1
-NUM_IMAGES, SIZE = 12, 64
 TINY = [
     "SOLVER.MAX_ITER", "3", "SOLVER.CHECKPOINT_PERIOD", "100", "SOLVER.WARMUP_ITERS", "1",
     "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-    "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)",
-    "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
+    "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", *TRAIN_AT_64, *TEST_AT_64,
 ]
-SUPERNET_TINY = [
+#: the quarter-width FPN supernet on 'own_coco', 3 of its images held out for the search
+OWN_COCO_SUPERNET = [
     "MODEL.DETNAS.WIDTH_MULT", "0.25", "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16",
     "MODEL.ROI_BOX_HEAD.FC_DIM", "64", "MODEL.ROI_HEADS.NUM_CLASSES", "2", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-    "MODEL.ANCHOR_GENERATOR.SIZES", "[[8], [16], [32], [48], [64]]", "DATALOADER.NUM_WORKERS", "0",
-    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64",
-    "INPUT.MAX_SIZE_TEST", "64", "SEARCH.BN_RECALIB.NUM_BATCHES", "2", "SEARCH.BN_RECALIB.BATCH_SIZE", "4",
+    *ANCHORS_64, "DATALOADER.NUM_WORKERS", "0", *TRAIN_AT_64, *TEST_AT_64, *TINY_BN_RECALIB,
     "DATASETS.TRAIN", "('own_coco',)", "DATASETS.TEST", "()", "DATASETS.SEARCH_HOLDOUT.SIZE", "3",
 ]
-
-
-def _draw_objects(rng, image, count):
-    """Draw ``count`` bright discs/bars on ``image``; return [(category id, x0, y0, w, h)]."""
-    objects = []
-    for _ in range(count):
-        cat = int(rng.choice(list(CATEGORIES)))
-        w, h = (int(v) for v in rng.integers(14, 30, size=2))
-        x0, y0 = int(rng.integers(0, SIZE - w)), int(rng.integers(0, SIZE - h))
-        color = tuple(int(c) for c in rng.integers(150, 256, size=3))
-        if CATEGORIES[cat] == "disc":
-            cv2.ellipse(image, (x0 + w // 2, y0 + h // 2), (w // 2, h // 2), 0, 0, 360, color, -1)
-        else:
-            cv2.rectangle(image, (x0, y0), (x0 + w - 1, y0 + h - 1), color, -1)
-        objects.append((cat, x0, y0, w, h))
-    return objects
-
-
-def write_coco_dataset(root, num_images=NUM_IMAGES, seed=0):
-    """A small COCO-format detection dataset drawn with OpenCV: (json file, image folder)."""
-    rng = np.random.default_rng(seed)
-    image_dir = os.path.join(root, "images")
-    os.makedirs(image_dir)
-    images, annotations = [], []
-    for i in range(num_images):
-        image = rng.integers(0, 60, size=(SIZE, SIZE, 3), dtype=np.uint8)
-        image_id = 100 + i
-        for cat, x0, y0, w, h in _draw_objects(rng, image, int(rng.integers(1, 3))):
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat,
-                                "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0})
-        cv2.imwrite(os.path.join(image_dir, f"img{i:03d}.jpg"), image)
-        images.append({"id": image_id, "file_name": f"img{i:03d}.jpg", "height": SIZE, "width": SIZE})
-    json_file = os.path.join(root, "annotations.json")
-    with open(json_file, "w") as f:
-        json.dump({"images": images, "annotations": annotations,
-                   "categories": [{"id": i, "name": n} for i, n in CATEGORIES.items()]}, f)
-    return json_file, image_dir
-
-
-def write_voc_dataset(root, num_images, split="trainval"):
-    """A small Pascal VOC folder (VOC2007 layout, classes dog/cat): (folder, {file id: [(class, xmin, ...)]})."""
-    rng = np.random.default_rng(1)
-    voc = os.path.join(root, "VOC2007")
-    for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
-        os.makedirs(os.path.join(voc, sub))
-    boxes = {}
-    for i in range(num_images):
-        file_id = f"{i:06d}"
-        image = rng.integers(0, 60, size=(SIZE, SIZE, 3), dtype=np.uint8)
-        objects = [("dog" if cat == 3 else "cat", x0 + 1, y0 + 1, x0 + w, y0 + h)  # VOC: 1-based, inclusive
-                   for cat, x0, y0, w, h in _draw_objects(rng, image, 2)]
-        cv2.imwrite(os.path.join(voc, "JPEGImages", f"{file_id}.jpg"), image)
-        xml_objects = "".join(
-            f"<object><name>{n}</name><difficult>0</difficult><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
-            f"<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>" for n, a, b, c, d in objects)
-        with open(os.path.join(voc, "Annotations", f"{file_id}.xml"), "w") as f:
-            f.write(f"<annotation><filename>{file_id}.jpg</filename><size><width>{SIZE}</width>"
-                    f"<height>{SIZE}</height><depth>3</depth></size>{xml_objects}</annotation>")
-        boxes[file_id] = objects
-    with open(os.path.join(voc, "ImageSets", "Main", f"{split}.txt"), "w") as f:
-        f.write("".join(f"{file_id}\n" for file_id in boxes))
-    return voc, boxes
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +47,7 @@ def own_coco(tmp_path_factory):
 
 def _cfg(*opts):
     cfg = add_registration_config(add_detnas_config(get_cfg()))
-    cfg.merge_from_file(CONFIG)
+    cfg.merge_from_file(STOCK_CONFIG)
     cfg.merge_from_list(list(opts))
     return cfg
 
@@ -130,6 +61,7 @@ def _iterations_logged(out):
         return [json.loads(line)["iteration"] for line in f if '"total_loss"' in line]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("num_procs", [1, 2])
 def test_own_coco_dataset_trains_from_command_line_with_held_out_search_split(own_coco, tmp_path, monkeypatch,
                                                                              num_procs):
@@ -137,7 +69,7 @@ def test_own_coco_dataset_trains_from_command_line_with_held_out_search_split(ow
     json_file, image_dir = own_coco
     out = str(tmp_path / "out")
     train_net.cli([
-        "--config-file", CONFIG, "--num-gpus", str(num_procs), "--dist-url", "auto",
+        "--config-file", STOCK_CONFIG, "--num-gpus", str(num_procs), "--dist-url", "auto",
         "--register-coco", "own_coco", json_file, image_dir, *TINY, "SOLVER.IMS_PER_BATCH", str(2 * num_procs),
         "MODEL.ROI_HEADS.NUM_CLASSES", "2", "DATASETS.TRAIN", "('own_coco',)", "DATASETS.TEST", "('own_coco_search',)",
         "DATASETS.SEARCH_HOLDOUT.SIZE", "3", "OUTPUT_DIR", out])
@@ -168,11 +100,12 @@ def test_own_coco_dataset_trains_from_command_line_with_held_out_search_split(ow
     assert np.isfinite(final["bbox/AP"])  # the final evaluation matched predictions against that ground truth
 
 
+@pytest.mark.e2e
 def test_voc_folder_registers_and_evaluates_on_a_held_out_split(tmp_path):
     voc, boxes = write_voc_dataset(str(tmp_path), num_images=5)
     out = str(tmp_path / "out")
     results = train_net.cli([
-        "--config-file", CONFIG, "--eval-only", "--register-voc", "own_voc", voc, "trainval", *TINY,
+        "--config-file", STOCK_CONFIG, "--eval-only", "--register-voc", "own_voc", voc, "trainval", *TINY,
         "MODEL.ROI_HEADS.NUM_CLASSES", "20", "DATASETS.TRAIN", "('own_voc',)", "DATASETS.TEST", "('own_voc_search',)",
         "DATASETS.SEARCH_HOLDOUT.SIZE", "2", "OUTPUT_DIR", out])
     meta = MetadataCatalog.get("own_voc")
@@ -192,8 +125,8 @@ def test_voc_folder_registers_and_evaluates_on_a_held_out_split(tmp_path):
 def test_command_line_entries_are_repeatable_absolute_config_entries(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = argument_parser().parse_args([
-        "--config-file", CONFIG, "--register-coco", "a", "a.json", "imgs", "--register-voc", "b", "VOC2007", "val",
-        "--register-coco", "c", "c.json", "imgs", "SOLVER.MAX_ITER", "3"])
+        "--config-file", STOCK_CONFIG, "--register-coco", "a", "a.json", "imgs",
+        "--register-voc", "b", "VOC2007", "val", "--register-coco", "c", "c.json", "imgs", "SOLVER.MAX_ITER", "3"])
     cfg = _cfg("DATASETS.REGISTER", "[['coco', 'z', '/z.json', '/z']]")
     registration.add_command_line_datasets(cfg, args)
     registration.add_command_line_datasets(cfg, args)  # twice (e.g. a saved config.yaml + the same flags): no copies
@@ -223,7 +156,7 @@ def test_missing_files_are_named(tmp_path, own_coco):
     json_file, image_dir = own_coco
     missing = str(tmp_path / "nope.json")
     with pytest.raises(FileNotFoundError, match=f"dataset 'lost'.*annotation file {missing} does not exist"):
-        train_net.cli(["--config-file", CONFIG, "--register-coco", "lost", missing, image_dir,
+        train_net.cli(["--config-file", STOCK_CONFIG, "--register-coco", "lost", missing, image_dir,
                        "OUTPUT_DIR", str(tmp_path / "out")])
     with pytest.raises(FileNotFoundError, match=f"image folder {tmp_path / 'imgs'} does not exist"):
         register_coco("lost", json_file, str(tmp_path / "imgs"))
@@ -319,18 +252,19 @@ def test_unreadable_images_are_skipped_with_a_warning_when_asked(dicts_with_bad_
     assert sorted(m.split()[3].rstrip(":") for m in warned) == sorted(bad)  # one warning per file
 
 
+@pytest.mark.e2e
 def test_search_on_own_data_uses_the_held_out_split_in_one_and_two_processes(own_coco, tmp_path, monkeypatch):
     monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "cache"))
     json_file, image_dir = own_coco
     register = ["--register-coco", "own_coco", json_file, image_dir]
-    train_net.cli(["--config-file", SUPERNET_CONFIG, *register, *SUPERNET_TINY, "SOLVER.MAX_ITER", "20",
+    train_net.cli(["--config-file", SUPERNET_CONFIG, *register, *OWN_COCO_SUPERNET, "SOLVER.MAX_ITER", "20",
                    "SOLVER.IMS_PER_BATCH", "4", "SOLVER.WARMUP_ITERS", "5", "SOLVER.STEPS", "()",
                    "OUTPUT_DIR", str(tmp_path / "supernet")])
     logs = {}
     for n in (1, 2):
         out = str(tmp_path / f"search{n}")
         search_net.cli(["--config-file", SEARCH_CONFIG, "--num-gpus", str(n), "--dist-url", "auto", *register,
-                        *SUPERNET_TINY, "SEARCH.DATASET", "", "SEARCH.GENERATIONS", "1", "SEARCH.POPULATION", "2",
+                        *OWN_COCO_SUPERNET, "SEARCH.DATASET", "", "SEARCH.GENERATIONS", "1", "SEARCH.POPULATION", "2",
                         "SEARCH.TOPK", "1", "SEARCH.NUM_MUTATION", "0", "SEARCH.NUM_CROSSOVER", "0",
                         "SEARCH.FLOPS_LIMIT", "30e6", "MODEL.WEIGHTS", str(tmp_path / "supernet" / "model_final.pth"),
                         "OUTPUT_DIR", out])
@@ -344,11 +278,12 @@ def test_search_on_own_data_uses_the_held_out_split_in_one_and_two_processes(own
     assert all(np.isfinite(e["metrics"]["bbox/AP"]) for e in logs[1])
 
 
+@pytest.mark.e2e
 def test_training_fails_on_an_unreadable_image_or_skips_it_when_asked(tmp_path):
     json_file, image_dir = write_coco_dataset(str(tmp_path), num_images=6, seed=2)
     with open(os.path.join(image_dir, "img003.jpg"), "wb") as f:
         f.write(b"\xff\xd8\xff\xe0 not really a jpeg")
-    argv = ["--config-file", CONFIG, "--register-coco", "own_coco_broken", json_file, image_dir, *TINY,
+    argv = ["--config-file", STOCK_CONFIG, "--register-coco", "own_coco_broken", json_file, image_dir, *TINY,
             "SOLVER.IMS_PER_BATCH", "6", "MODEL.ROI_HEADS.NUM_CLASSES", "2", "DATASETS.TRAIN", "('own_coco_broken',)",
             "DATASETS.TEST", "()"]
     bad = os.path.join(image_dir, "img003.jpg")

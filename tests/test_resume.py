@@ -11,70 +11,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.data.samplers import TrainingSampler
-from detectron2.engine import HookBase
-from detectron2.utils.env import seed_all_rng
 
-import detnas_d2  # noqa: F401
-from detnas_d2.config import add_detnas_config
 from detnas_d2.data.resumable_loader import PositionChunks, ResumableTrainLoader, SeededSampleMapper
-from detnas_d2.engine import Trainer
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class Killed(Exception):
-    pass
-
-
-class Recorder(HookBase):
-    """Records the total loss of every iteration; optionally 'kills' the run before iteration ``kill_at``."""
-
-    def __init__(self, log, kill_at=None):
-        self.log, self.kill_at = log, kill_at
-
-    def before_step(self):
-        if self.trainer.iter == self.kill_at:
-            raise Killed()
-
-    def after_step(self):
-        self.log[self.trainer.iter] = self.trainer.storage.history("total_loss").latest()
-
-
-def _cfg(out, config, overrides):
-    """The config of one run; seeds global RNGs as ``default_setup`` does in train_net.py."""
-    seed_all_rng(0)
-    cfg = add_detnas_config(get_cfg())
-    cfg.merge_from_file(os.path.join(REPO, config))
-    cfg.merge_from_list([
-        "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.IMS_PER_BATCH", "2",
-        "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
-        "DATASETS.SHAPES.NUM_TRAIN", "16", "DATASETS.SHAPES.IMAGE_SIZE", "64",
-        "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "OUTPUT_DIR", out, *overrides])
-    return cfg
-
-
-def run_with_kill(tmp_path, monkeypatch, config, overrides, extra_hooks=lambda trainer: []):
-    """Return (losses uninterrupted, losses of the resumed second half, the two trainers)."""
-    monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "data"))
-    full, resumed = {}, {}
-    a = Trainer(_cfg(str(tmp_path / "a"), config, overrides))
-    a.register_hooks([Recorder(full)] + extra_hooks(a))
-    a.resume_or_load(resume=False)
-    a.train()
-
-    b = Trainer(_cfg(str(tmp_path / "b"), config, overrides))
-    b.register_hooks([Recorder({}, kill_at=4)] + extra_hooks(b))
-    b.resume_or_load(resume=False)
-    with pytest.raises(Killed):
-        b.train()
-    c = Trainer(_cfg(str(tmp_path / "b"), config, overrides))
-    c.register_hooks([Recorder(resumed)] + extra_hooks(c))
-    c.resume_or_load(resume=True)
-    assert c.start_iter == 3
-    c.train()
-    return full, resumed, a, c
+from interrupted_run import run_with_kill
+from presets import REPO
 
 
 def test_resumed_run_repeats_uninterrupted_losses(tmp_path, monkeypatch):
@@ -97,6 +38,7 @@ def mixed_aspect_loader(workers):
     return ResumableTrainLoader(chunks, 2, num_workers=workers, aspect_ratio_grouping=True, loader_seed=5)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("workers", [0, 2])
 def test_loader_state_resumes_samples_waiting_in_aspect_groups(workers):
     uninterrupted = list(itertools.islice(iter(mixed_aspect_loader(0)), 9))

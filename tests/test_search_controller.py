@@ -69,6 +69,7 @@ def test_neck_output_cells_cover_each_level_once_even_from_a_skewed_policy():
         assert all(cell[2] != 3 for cell in arch[:-5]) and all(cell[0] != cell[1] for cell in arch)
 
 
+@pytest.mark.e2e
 def test_controller_reaches_the_optimum_neighbourhood_where_random_search_does_not():
     space = ToySpace()  # 20 positions x 4 choices, fitness = matches with a hidden target
     for seed in range(2):
@@ -113,6 +114,7 @@ def reference(tmp_path_factory):
     return folder, _engine(str(folder), CountingEvaluator(ToySpace())).run()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kill_after", [7, 23, 39])
 def test_killed_controller_search_resumes_to_the_uninterrupted_state(tmp_path, reference, kill_after):
     reference, ref_result = reference

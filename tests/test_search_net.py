@@ -17,42 +17,13 @@ from detnas_d2.modeling.checkpoint import DetNASCheckpointer
 from detnas_d2.parts.model import set_model_arch
 from detnas_d2.search.one_shot import OneShotFitness
 from detnas_d2.search.runner import SearchRunner
-from test_resume import REPO
-
-SUPERNET_CONFIG = os.path.join(REPO, "configs", "shapes", "supernet_fpn.yaml")
-SEARCH_CONFIG = os.path.join(REPO, "configs", "shapes", "search_fpn.yaml")
-TINY = [
-    "MODEL.DETNAS.WIDTH_MULT", "0.25", "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "64", "DATALOADER.NUM_WORKERS", "0",
-    "DATASETS.SHAPES.NUM_TRAIN", "64", "DATASETS.SHAPES.NUM_SEARCH", "12", "DATASETS.SHAPES.NUM_VAL", "4",
-    "DATASETS.SHAPES.IMAGE_SIZE", "64", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
-    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
-    "MODEL.ANCHOR_GENERATOR.SIZES", "[[8], [16], [32], [48], [64]]",
-    "SEARCH.BN_RECALIB.NUM_BATCHES", "2", "SEARCH.BN_RECALIB.BATCH_SIZE", "4",
-    "SUPERNET.EVAL.BN_RECALIB.NUM_BATCHES", "2", "SUPERNET.EVAL.BN_RECALIB.BATCH_SIZE", "4",
-]
-SEARCH = [
-    "SEARCH.POPULATION", "4", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "2", "SEARCH.NUM_MUTATION", "1",
-    "SEARCH.NUM_CROSSOVER", "1", "SEARCH.FLOPS_LIMIT", "30e6",
-]
-
-
-@pytest.fixture(scope="module")
-def supernet(tmp_path_factory):
-    """A tiny shapes FPN supernet trained for a few dozen iterations: (data root, checkpoint path)."""
-    root = tmp_path_factory.mktemp("supernet")
-    os.environ["DETNAS_DATA"] = str(root / "data")
-    out = str(root / "train")
-    train_net.cli(["--config-file", SUPERNET_CONFIG, *TINY, "SOLVER.MAX_ITER", "60", "SOLVER.IMS_PER_BATCH", "4",
-                   "SOLVER.WARMUP_ITERS", "10", "SOLVER.STEPS", "()", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
-                   "OUTPUT_DIR", out])
-    return str(root / "data"), os.path.join(out, "model_final.pth")
+from presets import SEARCH_CONFIG, SEARCH_TINY, SHAPES, SUPERNET_TINY, SUPERNET_TINY_DATA
 
 
 def _search_cfg(weights, out, extra=()):
     cfg = add_detnas_config(get_cfg())
     cfg.merge_from_file(SEARCH_CONFIG)
-    cfg.merge_from_list([*TINY, *SEARCH, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out, *extra])
+    cfg.merge_from_list([*SUPERNET_TINY, *SEARCH_TINY, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out, *extra])
     register_from_config(cfg)
     return cfg
 
@@ -66,8 +37,8 @@ def _comparable(entries):
     return [{k: e[k] for k in ("arch", "metrics", "costs", "fitness", "generation")} for e in entries]
 
 
-def test_bn_recalibration_changes_statistics_deterministically(supernet, tmp_path, monkeypatch):
-    data, weights = supernet
+def test_bn_recalibration_changes_statistics_deterministically(tiny_supernet, tmp_path, monkeypatch):
+    data, weights = tiny_supernet
     monkeypatch.setenv("DETNAS_DATA", data)
     cfg = _search_cfg(weights, str(tmp_path))
     model = Trainer.build_model(cfg)
@@ -84,13 +55,13 @@ def test_bn_recalibration_changes_statistics_deterministically(supernet, tmp_pat
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
-def test_search_two_processes_equal_one_and_eval_only_matches(supernet, tmp_path, monkeypatch):
-    data, weights = supernet
+def test_search_two_processes_equal_one_and_eval_only_matches(tiny_supernet, tmp_path, monkeypatch):
+    data, weights = tiny_supernet
     monkeypatch.setenv("DETNAS_DATA", data)
     outs = {n: str(tmp_path / f"search{n}") for n in (1, 2)}
     for n, out in outs.items():
         search_net.cli(["--config-file", SEARCH_CONFIG, "--num-gpus", str(n), "--dist-url", "auto",
-                        *TINY, *SEARCH, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out])
+                        *SUPERNET_TINY, *SEARCH_TINY, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out])
     one, two = _log(outs[1]), _log(outs[2])
     assert len(one) >= 6 and _comparable(one) == _comparable(two)
     assert len({json.dumps(e["arch"]) for e in one}) == len(one)  # nothing evaluated twice
@@ -103,7 +74,7 @@ def test_search_two_processes_equal_one_and_eval_only_matches(supernet, tmp_path
     # the log's AP of a candidate = train_net.py --eval-only of that fixed architecture with supernet weights
     entry = one[-1]
     results = train_net.cli([
-        "--config-file", SEARCH_CONFIG, "--eval-only", *TINY, "MODEL.WEIGHTS", weights,
+        "--config-file", SEARCH_CONFIG, "--eval-only", *SUPERNET_TINY, "MODEL.WEIGHTS", weights,
         "MODEL.DETNAS.ARCH", ",".join(map(str, entry["arch"])), "SUPERNET.EVAL.RECALIBRATE_FIXED", "True",
         "DATASETS.TEST", "('shapes_search',)", "OUTPUT_DIR", str(tmp_path / "eval")])
     assert results["bbox"]["AP"] == pytest.approx(entry["metrics"]["bbox/AP"], abs=1e-9)
@@ -122,16 +93,16 @@ def test_search_two_processes_equal_one_and_eval_only_matches(supernet, tmp_path
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(outs[1]))
 
     # resuming a finished search evaluates nothing again
-    search_net.cli(["--config-file", SEARCH_CONFIG, "--resume", *TINY, *SEARCH, "MODEL.WEIGHTS", weights,
-                    "OUTPUT_DIR", outs[1]])
+    search_net.cli(["--config-file", SEARCH_CONFIG, "--resume", *SUPERNET_TINY, *SEARCH_TINY,
+                    "MODEL.WEIGHTS", weights, "OUTPUT_DIR", outs[1]])
     assert _log(outs[1]) == one
 
 
-def test_controller_search_runs_end_to_end_and_resumes(supernet, tmp_path, monkeypatch):
-    data, weights = supernet
+def test_controller_search_runs_end_to_end_and_resumes(tiny_supernet, tmp_path, monkeypatch):
+    data, weights = tiny_supernet
     monkeypatch.setenv("DETNAS_DATA", data)
     out = str(tmp_path / "controller")
-    args = ["--config-file", SEARCH_CONFIG, *TINY, *SEARCH, "SEARCH.STRATEGY", "controller",
+    args = ["--config-file", SEARCH_CONFIG, *SUPERNET_TINY, *SEARCH_TINY, "SEARCH.STRATEGY", "controller",
             "SEARCH.CONTROLLER.HIDDEN_SIZE", "16", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out]
     search_net.cli(args)
     log = _log(out)
@@ -169,17 +140,16 @@ def test_controller_search_runs_end_to_end_and_resumes(supernet, tmp_path, monke
     assert _comparable(_log(killed)) == _comparable(log)
 
 
-def test_controller_searches_a_joint_backbone_and_nasfpn_neck_space(supernet, tmp_path, monkeypatch):
-    data, _ = supernet
+def test_controller_searches_a_joint_backbone_and_nasfpn_neck_space(tiny_supernet, tmp_path, monkeypatch):
+    data, _ = tiny_supernet
     monkeypatch.setenv("DETNAS_DATA", data)
-    tiny = [*TINY[TINY.index("DATALOADER.NUM_WORKERS"):], "MODEL.NASFPN.CHANNELS", "16",
-            "MODEL.NASFPN.NUM_REPEATS", "1"]  # the data and recalibration keys of TINY, a narrow single-block neck
+    tiny = [*SUPERNET_TINY_DATA, "MODEL.NASFPN.CHANNELS", "16", "MODEL.NASFPN.NUM_REPEATS", "1"]  # a narrow neck
     train = str(tmp_path / "train")
-    train_net.cli(["--config-file", os.path.join(REPO, "configs", "shapes", "supernet_nasfpn_retinanet.yaml"), *tiny,
+    train_net.cli(["--config-file", os.path.join(SHAPES, "supernet_nasfpn_retinanet.yaml"), *tiny,
                    "SOLVER.MAX_ITER", "10", "SOLVER.IMS_PER_BATCH", "4", "SOLVER.WARMUP_ITERS", "2", "SOLVER.STEPS",
                    "()", "DATASETS.TEST", "()", "OUTPUT_DIR", train])
     out = str(tmp_path / "search")
-    search_net.cli(["--config-file", os.path.join(REPO, "configs", "shapes", "search_nasfpn.yaml"), *tiny,
+    search_net.cli(["--config-file", os.path.join(SHAPES, "search_nasfpn.yaml"), *tiny,
                     "SEARCH.STRATEGY", "controller", "MODEL.DETNAS.ARCH", "", "SEARCH.FLOPS_LIMIT", "0.0",
                     "SEARCH.POPULATION", "3", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "2", "SEARCH.NUM_MUTATION", "1",
                     "SEARCH.NUM_CROSSOVER", "1", "MODEL.WEIGHTS", os.path.join(train, "model_final.pth"),

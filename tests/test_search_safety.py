@@ -28,11 +28,9 @@ from detnas_d2.search.runner import NoFiniteFitnessError
 from detnas_d2.search.store import SearchExistsError
 from detnas_d2.search.launcher import build_cost_fns
 from detnas_d2.parts.model import model_search_space
-from test_resume import REPO
+from presets import REPO, SEARCH_CONFIG, STOCK_CONFIG, SUPERNET_TINY
 from test_search_engine import folder_bytes
-from test_search_net import SEARCH_CONFIG, TINY
 
-STOCK_CONFIG = os.path.join(REPO, "configs", "shapes", "faster_rcnn_R18_FPN.yaml")
 SMALL = [
     "DATASETS.SHAPES.NUM_SEARCH", "4", "SEARCH.POPULATION", "2", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "1",
     "SEARCH.NUM_MUTATION", "1", "SEARCH.NUM_CROSSOVER", "0", "SEARCH.FLOPS_LIMIT", "30e6",
@@ -42,7 +40,7 @@ SMALL = [
 def _model_cfg(config, overrides):
     cfg = add_detnas_config(get_cfg())
     cfg.merge_from_file(config)
-    cfg.merge_from_list([*TINY, *overrides, "MODEL.DEVICE", "cpu"])
+    cfg.merge_from_list([*SUPERNET_TINY, *overrides, "MODEL.DEVICE", "cpu"])
     return cfg
 
 
@@ -61,7 +59,8 @@ def supernet(tmp_path_factory):
 
 
 def _argv(weights, out, *extra):
-    return ["--config-file", SEARCH_CONFIG, *TINY, *SMALL, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out, *extra]
+    return ["--config-file", SEARCH_CONFIG, *SUPERNET_TINY, *SMALL, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out,
+            *extra]
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +162,9 @@ def test_search_without_a_finite_fitness_fails_and_exports_nothing(supernet, tmp
     assert not {"best_arch.json", "best_config.yaml", "best_weights.pth"} & set(os.listdir(out))
 
 
+@pytest.mark.unit
 def test_held_out_split_wins_over_the_configs_search_dataset(supernet, caplog):
-    args = parse_command_line(build_parser(), ["--config-file", SEARCH_CONFIG, *TINY,
+    args = parse_command_line(build_parser(), ["--config-file", SEARCH_CONFIG, *SUPERNET_TINY,
                                                           "DATASETS.SEARCH_HOLDOUT.SIZE", "4"])
     with caplog.at_level(logging.WARNING):
         cfg = load_cfg(args)
@@ -201,6 +201,7 @@ def _smallest_flops_and_cost_fns():
     return cost_range("flops")[0], cost_fns, model_search_space(model)
 
 
+@pytest.mark.unit
 def test_cost_of_a_candidate_does_not_walk_the_model(supernet):
     """A limit barely above the smallest cost used to spend ~100 s in random draws of milliseconds each."""
     _, cost_fns, space = _smallest_flops_and_cost_fns()

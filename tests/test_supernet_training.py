@@ -12,9 +12,9 @@ import detnas_d2  # noqa: F401
 from detnas_d2.config import add_detnas_config
 from detnas_d2.engine import Trainer
 from detnas_d2.parts.model import unwrap
-from test_resume import REPO, run_with_kill
+from interrupted_run import run_with_kill
+from presets import SUPERNET_CONFIG
 
-CONFIG = os.path.join(REPO, "configs", "shapes", "supernet_fpn.yaml")
 TINY = [
     "MODEL.DETNAS.WIDTH_MULT", "0.25", "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16",
     "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "SOLVER.WEIGHT_DECAY", "0.01", "SOLVER.MOMENTUM", "0.9",
@@ -47,7 +47,7 @@ class UnsampledCandidatesCheck(HookBase):
 def _train_and_check(out, data_root, iters):
     os.environ["DETNAS_DATA"] = data_root
     cfg = add_detnas_config(get_cfg())
-    cfg.merge_from_file(CONFIG)
+    cfg.merge_from_file(SUPERNET_CONFIG)
     cfg.merge_from_list(TINY + [
         "SOLVER.MAX_ITER", str(iters), "SOLVER.IMS_PER_BATCH", str(2 * comm.get_world_size()),
         "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()", "SUPERNET.LOG_PATHS", "True",
