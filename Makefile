@@ -2,13 +2,22 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env test test-unit demo demo-neck clean-env
+.PHONY: env lint format test test-unit demo demo-neck clean-env
 
 env:
 	@bash tools/bootstrap_env.sh
 
-# every test (both tiers)
-test: env
+# ruff lint and format check (settings: pyproject.toml); `make format` rewrites the files
+lint: env
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: env
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+# lint, then every test (both tiers)
+test: lint
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
 
 # the unit tier only: under a minute (tiers: tests/conftest.py)

@@ -3,6 +3,7 @@
 detectron2 itself is not declared as a dependency: it is installed from source or from a redistribution
 (e.g. sal-detectron2) under the import name `detectron2`, whose distribution name varies.
 """
+
 from setuptools import find_packages, setup
 
 setup(

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Train or evaluate with the detnas_d2 plugin; see detnas_d2/cli/train.py (``python train_net.py -h``)."""
+
 import detnas_d2  # noqa: F401  (registers the plugin's components)
 from detnas_d2.cli.train import cli, main  # noqa: F401  (main: spawned processes of launch() import it here)
 

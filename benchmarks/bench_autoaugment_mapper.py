@@ -96,7 +96,8 @@ def main():
     for name, rounds in seconds.items():
         per_image = statistics.median(rounds) / args.images
         print(
-            f"{name:>16s}: {1 / per_image:7.1f} images/s  ({1e3 * per_image:6.2f} ms/image, median of {args.rounds} rounds)"
+            f"{name:>16s}: {1 / per_image:7.1f} images/s  "
+            f"({1e3 * per_image:6.2f} ms/image, median of {args.rounds} rounds)"
         )
     default, augmented = (statistics.median(rounds) for rounds in seconds.values())
     print(f"cost ratio AutoAugment / default: {augmented / default:.2f}x (goal <= 1.5x)")

@@ -8,6 +8,7 @@ Torch runs single-threaded so that machine load from other processes skews fvcor
 
     PYTHONPATH=. python benchmarks/bench_flops.py [--fvcore-candidates 5] [--fast-candidates 20000]
 """
+
 import argparse
 import random
 import time

@@ -9,13 +9,20 @@ this machine. Pure PyTorch.
         [--method in_context|isolated] [--stat median|min]
         [--clock wall|cpu] [--repeat]
 """
+
 import argparse
 import random
 
 import torch
 
 from detnas_d2.cost.latency import (
-    CLOCKS, STATISTICS, TABLE_METHODS, BlockLatencyTable, LatencyMeasurer, device_key, relative_errors,
+    CLOCKS,
+    STATISTICS,
+    TABLE_METHODS,
+    BlockLatencyTable,
+    LatencyMeasurer,
+    device_key,
+    relative_errors,
 )
 from detnas_d2.space.backbone import BackboneSearchSpace, format_architecture, space_layout
 
@@ -32,10 +39,18 @@ def parse_args():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--method", default="in_context", choices=list(TABLE_METHODS))
-    parser.add_argument("--stat", default="median", choices=list(STATISTICS),
-                        help="reduction of the timed runs; 'min' resists preemption on a loaded CPU")
-    parser.add_argument("--clock", default="wall", choices=list(CLOCKS),
-                        help="'cpu' = process CPU time: leaves out waiting for a core on a shared CPU")
+    parser.add_argument(
+        "--stat",
+        default="median",
+        choices=list(STATISTICS),
+        help="reduction of the timed runs; 'min' resists preemption on a loaded CPU",
+    )
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=list(CLOCKS),
+        help="'cpu' = process CPU time: leaves out waiting for a core on a shared CPU",
+    )
     parser.add_argument("--repeat", action="store_true", help="re-measure every path to show the timing noise floor")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 keeps timings stable)")
@@ -47,15 +62,27 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     layout = space_layout(args.space).scaled(args.width_mult)
-    measurer = LatencyMeasurer(args.space, layout, device=args.device, batch_size=args.batch,
-                               input_size=args.size, warmup=args.warmup, runs=args.runs,
-                               statistic=args.stat, clock=args.clock)
+    measurer = LatencyMeasurer(
+        args.space,
+        layout,
+        device=args.device,
+        batch_size=args.batch,
+        input_size=args.size,
+        warmup=args.warmup,
+        runs=args.runs,
+        statistic=args.stat,
+        clock=args.clock,
+    )
     table = BlockLatencyTable.measure(measurer, args.method)
-    print(f"device={device_key(measurer.device)} space={args.space} width={args.width_mult} "
-          f"input={args.batch}x3x{args.size[0]}x{args.size[1]} warmup={args.warmup} runs={args.runs} "
-          f"stat={args.stat} clock={args.clock}")
-    print(f"table ({args.method}): stem + {len(table.blocks)} positions x 4 choices, "
-          f"{measurer.num_measured} timed networks/modules")
+    print(
+        f"device={device_key(measurer.device)} space={args.space} width={args.width_mult} "
+        f"input={args.batch}x3x{args.size[0]}x{args.size[1]} warmup={args.warmup} runs={args.runs} "
+        f"stat={args.stat} clock={args.clock}"
+    )
+    print(
+        f"table ({args.method}): stem + {len(table.blocks)} positions x 4 choices, "
+        f"{measurer.num_measured} timed networks/modules"
+    )
     rng = random.Random(args.seed)
     space = BackboneSearchSpace(args.space)
     predicted, measured = [], []

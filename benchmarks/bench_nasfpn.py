@@ -5,6 +5,7 @@ and are built from config through NECK_REGISTRY. FLOPs are fvcore's count (one m
 
     PYTHONPATH=. python benchmarks/bench_nasfpn.py [--device cuda] [--iters 20] [--batch 1]
 """
+
 import argparse
 import statistics
 import time
@@ -83,8 +84,10 @@ def main():
         device_name = torch.cuda.get_device_name()
     else:
         device_name = f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device {device_name}, input {args.size}x{args.size}, batch {args.batch}, "
-          f"median of {args.iters} interleaved forwards after {args.warmup} warm-up")
+    print(
+        f"device {device_name}, input {args.size}x{args.size}, batch {args.batch}, "
+        f"median of {args.iters} interleaved forwards after {args.warmup} warm-up"
+    )
     milliseconds_of = time_forwards(necks, features, args.iters, args.warmup, args.device)
     results = {}
     for name, neck in necks.items():
@@ -93,8 +96,10 @@ def main():
         params = sum(p.numel() for p in neck.parameters())
         results[name] = (milliseconds, flops)
         operators = ", ".join(f"{op} {count / 1e9:.2f}" for op, count in sorted(by_operator.items()))
-        print(f"{name:7s} {milliseconds:9.2f} ms  {flops / 1e9:7.2f} GFLOPs (MACs, batch 1)  "
-              f"{params / 1e6:6.2f} M params  [{operators}]")
+        print(
+            f"{name:7s} {milliseconds:9.2f} ms  {flops / 1e9:7.2f} GFLOPs (MACs, batch 1)  "
+            f"{params / 1e6:6.2f} M params  [{operators}]"
+        )
     (nas_ms, nas_flops), (fpn_ms, fpn_flops) = results["NASFPN"], results["FPN"]
     print(f"NAS-FPN / FPN: time x{nas_ms / fpn_ms:.2f}, FLOPs x{nas_flops / fpn_flops:.2f}")
 

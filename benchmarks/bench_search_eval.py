@@ -7,6 +7,7 @@ then cheaper than on a trained supernet, which proposes more boxes).
 
     python benchmarks/bench_search_eval.py [--candidates 4] [KEY VALUE ...]
 """
+
 import argparse
 import os
 import random
@@ -15,10 +16,10 @@ import sys
 import time
 
 import torch
-
-import detnas_d2  # noqa: F401
 from detectron2.config import get_cfg
 from detectron2.evaluation import inference_on_dataset
+
+import detnas_d2  # noqa: F401
 from detnas_d2.config import add_detnas_config
 from detnas_d2.data.datasets import register_from_config
 from detnas_d2.engine import Trainer
@@ -55,14 +56,19 @@ def main():
         one.recalibrate()
         recalib.append(time.perf_counter() - start)
         start = time.perf_counter()
-        inference_on_dataset(fitness.model, one.build_test_loader(one.dataset_name), one.build_evaluator(one.dataset_name))
+        inference_on_dataset(
+            fitness.model, one.build_test_loader(one.dataset_name), one.build_evaluator(one.dataset_name)
+        )
         infer.append(time.perf_counter() - start)
     r, i = statistics.median(recalib), statistics.median(infer)
-    print(f"BN recalibration ({cfg.SEARCH.BN_RECALIB.NUM_BATCHES} batches x {cfg.SEARCH.BN_RECALIB.BATCH_SIZE}): "
-          f"{r:.2f} s/candidate")
+    print(
+        f"BN recalibration ({cfg.SEARCH.BN_RECALIB.NUM_BATCHES} batches x {cfg.SEARCH.BN_RECALIB.BATCH_SIZE}): "
+        f"{r:.2f} s/candidate"
+    )
     print(f"inference + COCO evaluation on {one.dataset_name}: {i:.2f} s/candidate")
-    print(f"total {r + i:.2f} s/candidate = {60 / (r + i):.1f} candidates/minute "
-          f"(recalibration share {r / (r + i):.0%})")
+    print(
+        f"total {r + i:.2f} s/candidate = {60 / (r + i):.1f} candidates/minute (recalibration share {r / (r + i):.0%})"
+    )
 
 
 if __name__ == "__main__":

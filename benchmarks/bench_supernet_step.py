@@ -6,6 +6,7 @@ load affects both alike. Pure PyTorch: runs where detectron2 is not installed (e
 
     PYTHONPATH=. python benchmarks/bench_supernet_step.py [--device cuda] [--batch 64] [--size 224]
 """
+
 import argparse
 import random
 import statistics
@@ -46,7 +47,9 @@ def main():
     parser.add_argument("--paths", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 keeps a loaded machine's timings stable)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads (1 keeps a loaded machine's timings stable)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -16,6 +16,7 @@ a few iterations) so a test runs it end to end in seconds on a CPU.
     PYTHONPATH=. python benchmarks/gpu_supernet.py [--device cuda] [--batch 32] [--det-batch 2] [--json out.json]
     PYTHONPATH=. python benchmarks/gpu_supernet.py --device cpu --quick
 """
+
 import argparse
 import contextlib
 import itertools
@@ -46,7 +47,8 @@ class PlainFPN(nn.Module):
         laterals = [conv(x) for conv, x in zip(self.laterals, features)]
         for index in range(len(laterals) - 1, 0, -1):
             laterals[index - 1] = laterals[index - 1] + F.interpolate(
-                laterals[index], size=laterals[index - 1].shape[-2:], mode="nearest")
+                laterals[index], size=laterals[index - 1].shape[-2:], mode="nearest"
+            )
         pyramid = [conv(x) for conv, x in zip(self.outputs, laterals)]
         for _ in range(2):
             pyramid.append(F.max_pool2d(pyramid[-1], kernel_size=2, stride=2, ceil_mode=True))
@@ -71,10 +73,28 @@ def parse_args(argv=None):
 def settings(args):
     """Sizes of this run: full (224 px, 800x1333, full width, NAS-FPN 7@256) or ``--quick`` tiny ones."""
     if args.quick:
-        return dict(width_mult=smallest_width_mult(space_layout(args.space)), cls_size=(32, 32), det_size=(64, 96),
-                    neck_repeats=2, neck_channels=16, batch=2, det_batch=1, warmup=1, iters=2)
-    return dict(width_mult=1.0, cls_size=(224, 224), det_size=(800, 1333), neck_repeats=7, neck_channels=256,
-                batch=args.batch, det_batch=args.det_batch, warmup=args.warmup, iters=args.iters)
+        return dict(
+            width_mult=smallest_width_mult(space_layout(args.space)),
+            cls_size=(32, 32),
+            det_size=(64, 96),
+            neck_repeats=2,
+            neck_channels=16,
+            batch=2,
+            det_batch=1,
+            warmup=1,
+            iters=2,
+        )
+    return dict(
+        width_mult=1.0,
+        cls_size=(224, 224),
+        det_size=(800, 1333),
+        neck_repeats=7,
+        neck_channels=256,
+        batch=args.batch,
+        det_batch=args.det_batch,
+        warmup=args.warmup,
+        iters=args.iters,
+    )
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -130,6 +150,7 @@ def train_step_fn(model, x, arch, task: str, device, amp: bool):
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+
     return step
 
 
@@ -144,8 +165,9 @@ def bench_training(args, conf, device, arch):
             "fixed": ShuffleNetV2Fixed(arch, args.space, conf["width_mult"], num_classes=classes, out_features=outputs),
         }
         for amp, channels_last in itertools.product((False, True), repeat=2):
-            row = dict(bench=f"train-{task}", input=f"{batch}x3x{size[0]}x{size[1]}", amp=amp,
-                       channels_last=channels_last)
+            row = dict(
+                bench=f"train-{task}", input=f"{batch}x3x{size[0]}x{size[1]}", amp=amp, channels_last=channels_last
+            )
             for name, net in nets.items():
                 model, x = prepare(net.to(device).train(), torch.randn(batch, 3, *size, device=device), channels_last)
                 step = train_step_fn(model, x, arch if name == "supernet" else None, task, device, amp)
@@ -164,21 +186,28 @@ def bench_necks(args, conf, device, arch):
     c3_c5 = [feats[name] for name in STAGE_NAMES[1:]]
     in_channels = [x.shape[1] for x in c3_c5]
     channels = conf["neck_channels"]
-    necks = {"nasfpn": NASFPN(in_channels, "NAS-FPN", channels, conf["neck_repeats"]),
-             "fpn": PlainFPN(in_channels, channels)}
+    necks = {
+        "nasfpn": NASFPN(in_channels, "NAS-FPN", channels, conf["neck_repeats"]),
+        "fpn": PlainFPN(in_channels, channels),
+    }
     rows = []
     for amp, channels_last in itertools.product((False, True), repeat=2):
-        row = dict(bench=f"neck-forward {conf['neck_repeats']}@{channels}", input=f"{batch}x3x{height}x{width}",
-                   amp=amp, channels_last=channels_last)
+        row = dict(
+            bench=f"neck-forward {conf['neck_repeats']}@{channels}",
+            input=f"{batch}x3x{height}x{width}",
+            amp=amp,
+            channels_last=channels_last,
+        )
         for name, neck in necks.items():
             neck = neck.to(device).eval()
             if channels_last:
                 neck = neck.to(memory_format=torch.channels_last)
             inputs = [x.contiguous(memory_format=torch.channels_last) if channels_last else x for x in c3_c5]
 
-            def forward(neck=neck, inputs=inputs):
+            def forward(neck=neck, inputs=inputs, amp=amp):
                 with torch.no_grad(), autocast(device, amp):
                     neck(inputs)
+
             row[name] = batch / median_seconds(forward, conf["warmup"], conf["iters"], device)
         row["ratio"] = row["nasfpn"] / row["fpn"]
         rows.append(row)
@@ -187,11 +216,15 @@ def bench_necks(args, conf, device, arch):
 
 def print_rows(rows, first: str, second: str):
     """A table of images/s: ``first`` vs ``second`` per row."""
-    print(f"{'benchmark':<22} {'input':<16} {'amp':<5} {'ch_last':<7} {first + ' img/s':>15} {second + ' img/s':>13} "
-          f"{'ratio':>6}")
+    print(
+        f"{'benchmark':<22} {'input':<16} {'amp':<5} {'ch_last':<7} {first + ' img/s':>15} {second + ' img/s':>13} "
+        f"{'ratio':>6}"
+    )
     for row in rows:
-        print(f"{row['bench']:<22} {row['input']:<16} {str(row['amp']):<5} {str(row['channels_last']):<7} "
-              f"{row[first]:15.2f} {row[second]:13.2f} {row['ratio']:6.3f}")
+        print(
+            f"{row['bench']:<22} {row['input']:<16} {str(row['amp']):<5} {str(row['channels_last']):<7} "
+            f"{row[first]:15.2f} {row[second]:13.2f} {row['ratio']:6.3f}"
+        )
 
 
 def main(argv=None):
@@ -201,16 +234,21 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     arch = BackboneSearchSpace(args.space).sample(random.Random(args.seed))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device={device} ({name}) torch={torch.__version__} space={args.space} width={conf['width_mult']} "
-          f"path={''.join(map(str, arch))} warmup={conf['warmup']} iters={conf['iters']} quick={args.quick}")
+    print(
+        f"device={device} ({name}) torch={torch.__version__} space={args.space} width={conf['width_mult']} "
+        f"path={''.join(map(str, arch))} warmup={conf['warmup']} iters={conf['iters']} quick={args.quick}"
+    )
     training = bench_training(args, conf, device, arch)
     print_rows(training, "supernet", "fixed")
     necks = bench_necks(args, conf, device, arch)
     print_rows(necks, "nasfpn", "fpn")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": name, "settings": conf, "arch": list(arch), "training": training, "necks": necks},
-                      f, indent=1)
+            json.dump(
+                {"device": name, "settings": conf, "arch": list(arch), "training": training, "necks": necks},
+                f,
+                indent=1,
+            )
     return training, necks
 
 

@@ -7,6 +7,7 @@ folder. Without detectron2 (e.g. a GPU box used only for measurements), the pure
 (``detnas_d2.nn``, ``detnas_d2.space``, the analytical ``detnas_d2.cost`` model) import and run; nothing is
 registered then.
 """
+
 from .register import register_when_detectron2_loads
 
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ configs written for older key names are read.
 Each area declares its own keys in a leaf ``config.py`` (``data``, ``modeling``, ``engine``, ``search``); this
 module composes them. Calling it twice on the same config is harmless.
 """
+
 import logging
 from typing import List
 
@@ -65,8 +66,10 @@ def merge_from_file(cfg: CN, filename: str) -> None:
         return
     loaded = type(cfg)(loaded)
     if loaded.get("VERSION", cfg.VERSION) != cfg.VERSION:
-        raise ValueError(f"{filename}: a detectron2 v{loaded.VERSION} config with renamed detnas_d2 keys; "
-                         f"rename {sorted(RENAMED_KEYS)} to {sorted(RENAMED_KEYS.values())} and load it again")
+        raise ValueError(
+            f"{filename}: a detectron2 v{loaded.VERSION} config with renamed detnas_d2 keys; "
+            f"rename {sorted(RENAMED_KEYS)} to {sorted(RENAMED_KEYS.values())} and load it again"
+        )
     cfg.merge_from_other_cfg(loaded)
 
 

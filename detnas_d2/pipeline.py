@@ -4,10 +4,10 @@
 
 Stages: supernet classification pretraining -> detection fine-tuning -> search (+ export) -> retraining of the
 searched architecture (starting from its weights inherited from the fine-tuned supernet, as the search exported
-them) -> final evaluation, and optionally ``reference``: a stock detectron2 model trained and
-evaluated with its own config, so the report puts the searched detector beside it. Each stage is a ``train_net`` / ``search_net`` run in its own process
-(so every stage gets detectron2's usual logging, ``launch`` and ``--resume``), reading the previous stage's
-checkpoint or searched architecture. A stage whose output exists is skipped; a stage that was killed resumes
+them) -> final evaluation, and optionally ``reference``: a stock detectron2 model trained and evaluated with its own
+config, so the report puts the searched detector beside it. Each stage is a ``train_net`` / ``search_net`` run in
+its own process (so every stage gets detectron2's usual logging, ``launch`` and ``--resume``), reading the previous
+stage's checkpoint or searched architecture. A stage whose output exists is skipped; a stage that was killed resumes
 from its last checkpoint (training) or its state file (search). ``report.md`` summarises each stage.
 
 The pipeline file is YAML:
@@ -23,6 +23,7 @@ The pipeline file is YAML:
 
 Config paths are relative to the pipeline file. ``opts`` are extra ``KEY VALUE`` overrides for that stage.
 """
+
 import argparse
 import json
 import os
@@ -87,8 +88,18 @@ class Pipeline:
 
     def _run(self, name: str, module: str, config: str, opts: List[str], extra: List[str] = ()) -> None:
         out = self.stage_dir(name)
-        cmd = [sys.executable, "-m", module, "--config-file", config, *self.launch_args, *extra,
-               *opts, "OUTPUT_DIR", out]
+        cmd = [
+            sys.executable,
+            "-m",
+            module,
+            "--config-file",
+            config,
+            *self.launch_args,
+            *extra,
+            *opts,
+            "OUTPUT_DIR",
+            out,
+        ]
         resuming = os.path.isdir(out)
         if resuming and "--eval-only" not in extra:
             cmd.insert(cmd.index("--config-file"), "--resume")
@@ -125,7 +136,8 @@ class Pipeline:
         if not os.path.isfile(self._weights(name)):
             raise PipelineError(
                 f"stage '{name}' ended without {self._weights(name)}: its last checkpoint is already past "
-                "SOLVER.MAX_ITER (was MAX_ITER lowered after an interruption?)")
+                "SOLVER.MAX_ITER (was MAX_ITER lowered after an interruption?)"
+            )
 
     def run(self) -> None:
         os.makedirs(self.output_dir, exist_ok=True)
@@ -168,8 +180,9 @@ class Pipeline:
             print(f"[pipeline] search: done already ({best_file})")
         with open(best_file) as f:
             best = json.load(f)
-        self.summary.setdefault("search", {}).update(best_fitness=best["fitness"], best_arch=best["arch"],
-                                                     best_costs=best.get("costs", {}))
+        self.summary.setdefault("search", {}).update(
+            best_fitness=best["fitness"], best_arch=best["arch"], best_costs=best.get("costs", {})
+        )
         return best
 
     @staticmethod
@@ -177,8 +190,12 @@ class Pipeline:
         """Command-line options fixing the searched parts (a bare architecture is the backbone's)."""
         arch = best["arch"]
         parts = arch if isinstance(arch, dict) else {"backbone": arch}
-        return [str(item) for name, part_arch in parts.items()
-                for key, value in get_part(name).config_values(part_arch).items() for item in (key, value)]
+        return [
+            str(item)
+            for name, part_arch in parts.items()
+            for key, value in get_part(name).config_values(part_arch).items()
+            for item in (key, value)
+        ]
 
     def _evaluate(self) -> None:
         out = self.stage_dir("evaluate")
@@ -189,8 +206,13 @@ class Pipeline:
             opts = list(stage["opts"]) + self.stages["evaluate"]["opts"] + ["MODEL.WEIGHTS", self._weights(trained)]
             if trained == "retrain":
                 opts += self._arch_opts(self._load_best())
-            self._run("evaluate", "detnas_d2.cli.train", stage["config"], opts,
-                      extra=["--eval-only", "--save-results", metrics_file])
+            self._run(
+                "evaluate",
+                "detnas_d2.cli.train",
+                stage["config"],
+                opts,
+                extra=["--eval-only", "--save-results", metrics_file],
+            )
         else:
             print(f"[pipeline] evaluate: done already ({metrics_file})")
         with open(metrics_file) as f:
@@ -210,9 +232,12 @@ class Pipeline:
         lines = ["# detnas_d2 pipeline report", ""]
         minutes = {name: self._stage_minutes(name) for name in STAGES if name in self.stages}
         if any(minutes.values()):
-            lines += ["Stage times (wall minutes, resumed runs added up): "
-                      + ", ".join(f"{name} {m:.2f}" for name, m in minutes.items())
-                      + f"; total {sum(minutes.values()):.2f}.", ""]
+            lines += [
+                "Stage times (wall minutes, resumed runs added up): "
+                + ", ".join(f"{name} {m:.2f}" for name, m in minutes.items())
+                + f"; total {sum(minutes.values()):.2f}.",
+                "",
+            ]
         lines += self._comparison()
         for name in STAGES:
             if name not in self.stages:
@@ -247,20 +272,30 @@ class Pipeline:
         if "AP" not in final or "AP" not in reference:
             return []
         ratio = final["AP"] / reference["AP"] if reference["AP"] > 0 else float("nan")
-        return ["| model | bbox AP | AP50 |", "|---|---|---|",
-                f"| searched backbone, retrained (evaluate) | {final['AP']:.2f} | {final.get('AP50', float('nan')):.2f} |",
-                f"| reference (stock detectron2) | {reference['AP']:.2f} | {reference.get('AP50', float('nan')):.2f} |",
-                "", f"Searched / reference AP: {ratio:.2f}.", ""]
+        return [
+            "| model | bbox AP | AP50 |",
+            "|---|---|---|",
+            f"| searched backbone, retrained (evaluate) | {final['AP']:.2f} | {final.get('AP50', float('nan')):.2f} |",
+            f"| reference (stock detectron2) | {reference['AP']:.2f} | {reference.get('AP50', float('nan')):.2f} |",
+            "",
+            f"Searched / reference AP: {ratio:.2f}.",
+            "",
+        ]
 
     def _stage_numbers(self, name: str, info: Dict) -> List[str]:
         if name == "search":
             plot = os.path.join(self.stage_dir("search"), "search_progress.png")
-            return [f"- best architecture: `{info.get('best_arch')}`",
-                    f"- best fitness: {info.get('best_fitness')}", f"- best costs: {info.get('best_costs')}",
-                    f"- progress plot: ![search progress]({os.path.relpath(plot, self.output_dir)})"]
+            return [
+                f"- best architecture: `{info.get('best_arch')}`",
+                f"- best fitness: {info.get('best_fitness')}",
+                f"- best costs: {info.get('best_costs')}",
+                f"- progress plot: ![search progress]({os.path.relpath(plot, self.output_dir)})",
+            ]
         if name in ("evaluate", "reference"):
-            return [f"- {task}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
-                    for task, metrics in info.get("results", {}).items()]
+            return [
+                f"- {task}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
+                for task, metrics in info.get("results", {}).items()
+            ]
         return [f"- last metrics: {last_metrics(self.stage_dir(name))}"]
 
 
@@ -274,8 +309,11 @@ def last_metrics(output_dir: str, raw: bool = False) -> Dict:
     with open(path) as f:
         for line in f:
             entry = json.loads(line)
-            evals = {k: round(v, 3) for k, v in entry.items()
-                     if "/" in k and k.split("/")[0] in ("bbox", "classification") and "path" not in k}
+            evals = {
+                k: round(v, 3)
+                for k, v in entry.items()
+                if "/" in k and k.split("/")[0] in ("bbox", "classification") and "path" not in k
+            }
             if evals:
                 found = evals
     if not raw:

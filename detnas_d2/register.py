@@ -6,6 +6,7 @@ register at once; otherwise they register right after the first ``import detectr
 any use of detectron2's registries needs anyway. So ``import detnas_d2.space.backbone`` stays light, and
 ``import detnas_d2`` still makes every component available to detectron2 configs.
 """
+
 import importlib.abc
 import importlib.util
 import sys

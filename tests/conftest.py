@@ -1,5 +1,6 @@
 """Shared test settings: one torch thread per process on the 2-core CI machine, the repository root importable, the
 two test tiers (unit / e2e), and the fixtures several test modules share."""
+
 import os
 import sys
 
@@ -58,7 +59,25 @@ def tiny_supernet(tmp_path_factory):
     out = str(root / "train")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DETNAS_DATA", str(root / "data"))
-        train_net.cli(["--config-file", SUPERNET_CONFIG, *SUPERNET_TINY, "SOLVER.MAX_ITER", "60",
-                       "SOLVER.IMS_PER_BATCH", "4", "SOLVER.WARMUP_ITERS", "10", "SOLVER.STEPS", "()",
-                       "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()", "OUTPUT_DIR", out])
+        train_net.cli(
+            [
+                "--config-file",
+                SUPERNET_CONFIG,
+                *SUPERNET_TINY,
+                "SOLVER.MAX_ITER",
+                "60",
+                "SOLVER.IMS_PER_BATCH",
+                "4",
+                "SOLVER.WARMUP_ITERS",
+                "10",
+                "SOLVER.STEPS",
+                "()",
+                "TEST.EVAL_PERIOD",
+                "0",
+                "DATASETS.TEST",
+                "()",
+                "OUTPUT_DIR",
+                out,
+            ]
+        )
     return str(root / "data"), os.path.join(out, "model_final.pth")

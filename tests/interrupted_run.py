@@ -1,5 +1,6 @@
 """A training run 'killed' before an iteration and resumed from its last checkpoint, next to an uninterrupted run of
 the same config: the losses (and any extra hooks' records) of both, for the exact-resume tests."""
+
 import os
 
 import pytest
@@ -36,11 +37,33 @@ def _cfg(out, config, overrides):
     seed_all_rng(0)
     cfg = add_detnas_config(get_cfg())
     cfg.merge_from_file(os.path.join(REPO, config))
-    cfg.merge_from_list([
-        "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.IMS_PER_BATCH", "2",
-        "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
-        "DATASETS.SHAPES.NUM_TRAIN", "16", "DATASETS.SHAPES.IMAGE_SIZE", "64",
-        "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "OUTPUT_DIR", out, *overrides])
+    cfg.merge_from_list(
+        [
+            "SOLVER.MAX_ITER",
+            "6",
+            "SOLVER.CHECKPOINT_PERIOD",
+            "3",
+            "SOLVER.IMS_PER_BATCH",
+            "2",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "TEST.EVAL_PERIOD",
+            "0",
+            "DATASETS.TEST",
+            "()",
+            "DATASETS.SHAPES.NUM_TRAIN",
+            "16",
+            "DATASETS.SHAPES.IMAGE_SIZE",
+            "64",
+            "INPUT.MIN_SIZE_TRAIN",
+            "(64,)",
+            "INPUT.MAX_SIZE_TRAIN",
+            "64",
+            "OUTPUT_DIR",
+            out,
+            *overrides,
+        ]
+    )
     return cfg
 
 

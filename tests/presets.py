@@ -1,5 +1,6 @@
 """Shared test settings: repository paths and the tiny command-line overrides (KEY VALUE lists) several test modules
 run the shapes configs with, so that one tiny setting has one name instead of a copy per module."""
+
 import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,40 +18,87 @@ TEST_AT_64 = ["INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64"]
 ANCHORS_64 = ["MODEL.ANCHOR_GENERATOR.SIZES", "[[8], [16], [32], [48], [64]]"]
 #: BN recalibration on 2 batches of 4 images, of a search candidate and of a path evaluated during training
 TINY_BN_RECALIB = [
-    "SEARCH.BN_RECALIB.NUM_BATCHES", "2", "SEARCH.BN_RECALIB.BATCH_SIZE", "4",
-    "SUPERNET.EVAL.BN_RECALIB.NUM_BATCHES", "2", "SUPERNET.EVAL.BN_RECALIB.BATCH_SIZE", "4",
+    "SEARCH.BN_RECALIB.NUM_BATCHES",
+    "2",
+    "SEARCH.BN_RECALIB.BATCH_SIZE",
+    "4",
+    "SUPERNET.EVAL.BN_RECALIB.NUM_BATCHES",
+    "2",
+    "SUPERNET.EVAL.BN_RECALIB.BATCH_SIZE",
+    "4",
 ]
 #: the evolution of a tiny search: 2 generations of 4 candidates
 TINY_EVOLUTION = [
-    "SEARCH.POPULATION", "4", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "2", "SEARCH.NUM_MUTATION", "1",
-    "SEARCH.NUM_CROSSOVER", "1",
+    "SEARCH.POPULATION",
+    "4",
+    "SEARCH.GENERATIONS",
+    "2",
+    "SEARCH.TOPK",
+    "2",
+    "SEARCH.NUM_MUTATION",
+    "1",
+    "SEARCH.NUM_CROSSOVER",
+    "1",
 ]
 
 
 def shapes_images(num_train, num_search, num_val, image_size=None):
     """Overrides for the generated shapes splits: image counts and, if given, the image side in pixels."""
     sizes = ["DATASETS.SHAPES.IMAGE_SIZE", str(image_size)] if image_size else []
-    return ["DATASETS.SHAPES.NUM_TRAIN", str(num_train), "DATASETS.SHAPES.NUM_SEARCH", str(num_search),
-            "DATASETS.SHAPES.NUM_VAL", str(num_val), *sizes]
+    return [
+        "DATASETS.SHAPES.NUM_TRAIN",
+        str(num_train),
+        "DATASETS.SHAPES.NUM_SEARCH",
+        str(num_search),
+        "DATASETS.SHAPES.NUM_VAL",
+        str(num_val),
+        *sizes,
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ presets
 #: the stock detectron2 R18-FPN of STOCK_CONFIG, trained 3 iterations on 8 images of 64 px
 STOCK_TINY = [
-    "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.CHECKPOINT_PERIOD", "100",
-    "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
-    "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0",
-    *shapes_images(8, 4, 4, image_size=64), *TRAIN_AT_64,
+    "SOLVER.MAX_ITER",
+    "3",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "100",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "MODEL.RESNETS.RES2_OUT_CHANNELS",
+    "64",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "TEST.EVAL_PERIOD",
+    "0",
+    *shapes_images(8, 4, 4, image_size=64),
+    *TRAIN_AT_64,
 ]
 #: the data, input sizes and BN recalibration of a tiny supernet search (any detector)
 SUPERNET_TINY_DATA = [
-    "DATALOADER.NUM_WORKERS", "0", *shapes_images(64, 12, 4, image_size=64), *TRAIN_AT_64, *TEST_AT_64,
-    *ANCHORS_64, *TINY_BN_RECALIB,
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    *shapes_images(64, 12, 4, image_size=64),
+    *TRAIN_AT_64,
+    *TEST_AT_64,
+    *ANCHORS_64,
+    *TINY_BN_RECALIB,
 ]
 #: the quarter-width FPN supernet of SUPERNET_CONFIG / SEARCH_CONFIG on SUPERNET_TINY_DATA
 SUPERNET_TINY = [
-    "MODEL.DETNAS.WIDTH_MULT", "0.25", "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "64", *SUPERNET_TINY_DATA,
+    "MODEL.DETNAS.WIDTH_MULT",
+    "0.25",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.CONV_DIM",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "64",
+    *SUPERNET_TINY_DATA,
 ]
 #: a tiny search of the SUPERNET_TINY supernet under a 30M FLOPs backbone limit
 SEARCH_TINY = [*TINY_EVOLUTION, "SEARCH.FLOPS_LIMIT", "30e6"]

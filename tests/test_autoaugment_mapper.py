@@ -35,7 +35,7 @@ def tiny_coco(tmp_path_factory):
     images, annotations = [], []
     for image_id in range(1, 5):
         image = rng.randint(60, 120, (HEIGHT, WIDTH, 3)).astype(np.uint8)
-        for x, y, w, h, category in BOXES:
+        for x, y, w, h, _category in BOXES:
             image[y : y + h, x : x + w] = rng.randint(130, 255, 3)
         file_name = f"{image_id}.jpg"
         cv2.imwrite(str(root / file_name), image)

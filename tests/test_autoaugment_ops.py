@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from detnas_d2.data.autoaugment import AutoAugment, OPS, build_op, nonempty_boxes
-from detnas_d2.data.autoaugment import ops
+from detnas_d2.data.autoaugment import OPS, AutoAugment, build_op, nonempty_boxes, ops
 
 GEOMETRIC_OPS = ("Rotate_BBox", "TranslateX_BBox", "TranslateY_BBox", "ShearX_BBox", "ShearY_BBox")
 
@@ -423,8 +422,12 @@ def _image_and_boxes(draw, max_boxes=4):
 
 @pytest.mark.parametrize("name", sorted(OPS))
 @settings(max_examples=15, deadline=None, derandomize=True, database=None)
-@given(case=_image_and_boxes(), level=st.integers(0, 10), box_mode=st.sampled_from(ops.BOX_MODES),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    case=_image_and_boxes(),
+    level=st.integers(0, 10),
+    box_mode=st.sampled_from(ops.BOX_MODES),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_property_every_op_keeps_boxes_inside_the_image(name, case, level, box_mode, seed):
     image, boxes = case
     np.random.seed(seed)

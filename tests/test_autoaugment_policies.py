@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from detectron2.data import transforms as T
 
-from detnas_d2.data.autoaugment import AutoAugment, AutoAugmentPolicySpace, OPS, POLICIES, resolve_policy
+from detnas_d2.data.autoaugment import OPS, POLICIES, AutoAugment, AutoAugmentPolicySpace, resolve_policy
 from detnas_d2.data.autoaugment.space import LEVEL_CHOICES, PROBABILITY_CHOICES, SEARCH_OPS
 
 

@@ -1,4 +1,5 @@
 """AutoAugment v0 end to end through train_net.py: Faster R-CNN and RetinaNet train on shapes with the policy on."""
+
 import json
 import os
 
@@ -13,14 +14,38 @@ from presets import SHAPES, TRAIN_AT_64, shapes_images
 
 MAX_ITER, BATCH = 3, 2
 TINY = [
-    "SOLVER.MAX_ITER", str(MAX_ITER), "SOLVER.IMS_PER_BATCH", str(BATCH), "SOLVER.CHECKPOINT_PERIOD", "100",
-    "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()", "MODEL.FPN.OUT_CHANNELS", "16", "DATALOADER.NUM_WORKERS", "0",
-    "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()", *shapes_images(8, 4, 4, image_size=64), *TRAIN_AT_64,
+    "SOLVER.MAX_ITER",
+    str(MAX_ITER),
+    "SOLVER.IMS_PER_BATCH",
+    str(BATCH),
+    "SOLVER.CHECKPOINT_PERIOD",
+    "100",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+    "SOLVER.STEPS",
+    "()",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "DATASETS.TEST",
+    "()",
+    *shapes_images(8, 4, 4, image_size=64),
+    *TRAIN_AT_64,
 ]
 FASTER_RCNN = [os.path.join(SHAPES, "faster_rcnn_autoaug.yaml"), "MODEL.ROI_BOX_HEAD.FC_DIM", "32"]
 RETINANET = [
-    os.path.join(SHAPES, "supernet_retinanet.yaml"), "MODEL.DETNAS.ARCH", "COCO-RetinaNet-300M",
-    "MODEL.DETNAS.WIDTH_MULT", "0.25", "INPUT.AUTOAUGMENT.ENABLED", "True", "INPUT.AUTOAUGMENT.POLICY", "v0",
+    os.path.join(SHAPES, "supernet_retinanet.yaml"),
+    "MODEL.DETNAS.ARCH",
+    "COCO-RetinaNet-300M",
+    "MODEL.DETNAS.WIDTH_MULT",
+    "0.25",
+    "INPUT.AUTOAUGMENT.ENABLED",
+    "True",
+    "INPUT.AUTOAUGMENT.POLICY",
+    "v0",
 ]
 
 

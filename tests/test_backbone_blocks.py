@@ -1,4 +1,5 @@
 """Candidate blocks, supernet vs fixed networks, weight inheritance, norms and initialisation."""
+
 import random
 
 import pytest

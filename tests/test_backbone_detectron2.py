@@ -1,4 +1,5 @@
 """detectron2 integration: config keys, drop-in FPN / RetinaNet builders, checkpoints, detector FLOPs."""
+
 import importlib.util
 import os
 
@@ -13,12 +14,12 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from detnas_d2.cost import backbone_flops, detector_flops, fvcore_conv_linear_flops
+from detnas_d2.modeling.config import add_detnas_backbone_config
 from detnas_d2.modeling.detnas_backbone import (
     DetNASBackbone,
     build_detnas_backbone,
     find_detnas_backbone,
 )
-from detnas_d2.modeling.config import add_detnas_backbone_config
 from detnas_d2.modeling.weight_inheritance import extract_subnet_checkpoint
 from detnas_d2.space.backbone import get_architecture
 

@@ -1,4 +1,5 @@
 """The analytical FLOPs / parameter cost model against fvcore and the published reference values."""
+
 import random
 
 import pytest

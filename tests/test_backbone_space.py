@@ -1,4 +1,5 @@
 """Architecture encodings, their validation, the named-architecture registry and the SearchSpace."""
+
 import random
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Checkpoints that cannot serve: unreadable files are named, ``--resume`` falls back past a truncated last
 checkpoint, and backbone tensors of another width are an error on every load path, never silently skipped."""
+
 import logging
 import os
 import re
@@ -14,8 +15,16 @@ from detnas_d2.engine import Trainer
 from detnas_d2.modeling.checkpoint import DetNASCheckpointer
 from presets import SHAPES
 
-SMALL_HEADS = ["MODEL.DETNAS.NORM", "BN", "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16",
-               "MODEL.ROI_BOX_HEAD.FC_DIM", "32"]
+SMALL_HEADS = [
+    "MODEL.DETNAS.NORM",
+    "BN",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.CONV_DIM",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+]
 
 
 def _model(config, width, *opts):
@@ -83,20 +92,27 @@ def test_resume_falls_back_past_a_truncated_last_checkpoint(tmp_path, caplog):
 def quarter_width(tmp_path_factory):
     """Checkpoints of a quarter-width supernet classifier and supernet detector."""
     folder = tmp_path_factory.mktemp("quarter")
-    return {"classifier": _save(_model("supernet_cls.yaml", 0.25), folder, "classifier"),
-            "detector": _save(_model("supernet_fpn.yaml", 0.25, *SMALL_HEADS), folder, "detector")}
+    return {
+        "classifier": _save(_model("supernet_cls.yaml", 0.25), folder, "classifier"),
+        "detector": _save(_model("supernet_fpn.yaml", 0.25, *SMALL_HEADS), folder, "detector"),
+    }
 
 
-SHAPE_ERROR = (r"checkpoint .*{name}\.pth: \d+ backbone tensors do not fit this model: "
-               r"'backbone\.[\w.]+' is \(\d+(, \d+)*\) in the checkpoint but \(\d+(, \d+)*\) in the "
-               r"model.*MODEL\.DETNAS\.WIDTH_MULT")
+SHAPE_ERROR = (
+    r"checkpoint .*{name}\.pth: \d+ backbone tensors do not fit this model: "
+    r"'backbone\.[\w.]+' is \(\d+(, \d+)*\) in the checkpoint but \(\d+(, \d+)*\) in the "
+    r"model.*MODEL\.DETNAS\.WIDTH_MULT"
+)
 
 
-@pytest.mark.parametrize("source, arch", [
-    ("detector", ""),  # training MODEL.WEIGHTS (a supernet detector)
-    ("classifier", ""),  # the classifier -> detector mapping
-    ("detector", "COCO-FPN-300M"),  # retraining a fixed network from a supernet checkpoint
-])
+@pytest.mark.parametrize(
+    "source, arch",
+    [
+        ("detector", ""),  # training MODEL.WEIGHTS (a supernet detector)
+        ("classifier", ""),  # the classifier -> detector mapping
+        ("detector", "COCO-FPN-300M"),  # retraining a fixed network from a supernet checkpoint
+    ],
+)
 def test_backbone_of_another_width_fails_naming_key_and_both_shapes(quarter_width, source, arch):
     half = _model("supernet_fpn.yaml", 0.5, "MODEL.DETNAS.ARCH", arch, *SMALL_HEADS)
     with pytest.raises(ValueError, match=SHAPE_ERROR.format(name=source)):

@@ -1,5 +1,6 @@
 """DetNAS step 1: supernet classifier, classification data path and evaluator, linear LR, and loading the
 classifier's body into detectors (DetNASCheckpointer)."""
+
 import os
 import re
 
@@ -13,8 +14,8 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
-from detectron2.solver import build_optimizer
 from detectron2.solver import build_lr_scheduler as build_detectron2_lr_scheduler
+from detectron2.solver import build_optimizer
 
 import detnas_d2  # noqa: F401
 from detnas_d2.config import add_detnas_config
@@ -61,8 +62,9 @@ def _cfg(config_file=SHAPES_CONFIG, **overrides):
 
 def _batch(size=48, n=4, num_classes=5):
     torch.manual_seed(0)
-    return [{"image": torch.randint(0, 256, (3, size, size), dtype=torch.uint8), "label": i % num_classes}
-            for i in range(n)]
+    return [
+        {"image": torch.randint(0, 256, (3, size, size), dtype=torch.uint8), "label": i % num_classes} for i in range(n)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------- model
@@ -126,7 +128,10 @@ def test_image_folder_and_mapper(image_folder):
     try:
         dicts = DatasetCatalog.get("test_cls_folder")
         assert [(os.path.basename(os.path.dirname(d["file_name"])), d["label"]) for d in dicts] == [
-            ("a_cls", 0), ("b_cls", 1), ("b_cls", 1)]
+            ("a_cls", 0),
+            ("b_cls", 1),
+            ("b_cls", 1),
+        ]
         assert MetadataCatalog.get("test_cls_folder").classes == ["a_cls", "b_cls"]
         assert is_classification_dataset("test_cls_folder")
         cfg = _cfg(INPUT__CLS_CROP_SIZE=24, INPUT__CLS_RESIZE_SIZE=30)
@@ -206,12 +211,14 @@ def test_imagenet_splits_register_on_demand_or_name_the_missing_folder(tmp_path,
 # --------------------------------------------------------------------------------------------- evaluator
 def test_classification_evaluator_top1_top5():
     evaluator = ClassificationEvaluator("hand_made", distributed=False)
-    logits = torch.tensor([
-        [9.0, 1, 2, 3, 4, 5, 6],  # label 0: rank 0 -> top-1 and top-5
-        [9.0, 8, 7, 6, 5, 4, 3],  # label 4: 4 classes higher -> top-5 only
-        [9.0, 8, 7, 6, 5, 4, 3],  # label 5: 5 higher -> neither
-        [1.0, 2, 2, 0, 0, 0, 0],  # label 1: tie with class 2 counts for the true class -> top-1
-    ])
+    logits = torch.tensor(
+        [
+            [9.0, 1, 2, 3, 4, 5, 6],  # label 0: rank 0 -> top-1 and top-5
+            [9.0, 8, 7, 6, 5, 4, 3],  # label 4: 4 classes higher -> top-5 only
+            [9.0, 8, 7, 6, 5, 4, 3],  # label 5: 5 higher -> neither
+            [1.0, 2, 2, 0, 0, 0, 0],  # label 1: tie with class 2 counts for the true class -> top-1
+        ]
+    )
     evaluator.process([{"label": label} for label in (0, 4, 5, 1)], [{"logits": row} for row in logits])
     assert evaluator.evaluate() == {"classification": {"top1": 50.0, "top5": 75.0}}
 
@@ -306,7 +313,7 @@ def test_classifier_body_loads_into_supernet_detectors(classifier_checkpoint, bu
     body = {k: v for k, v in weights.items() if k.startswith("backbone.body.")}
     assert len(body) > 0
     for key, value in body.items():
-        assert torch.equal(loaded["backbone.bottom_up." + key[len("backbone."):]], value), key
+        assert torch.equal(loaded["backbone.bottom_up." + key[len("backbone.") :]], value), key
 
 
 def test_supernet_classifier_loads_into_a_fixed_architecture_detector(classifier_checkpoint):
@@ -350,12 +357,32 @@ def test_detector_checkpoints_load_and_resume_unchanged(tmp_path):
 def test_shapes_supernet_classification_trains_and_reports_top1(tmp_path, monkeypatch):
     monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "data"))
     cfg = _cfg()
-    cfg.merge_from_list([
-        "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0",
-        "DATASETS.SHAPES.NUM_TRAIN", "4", "DATASETS.SHAPES.NUM_SEARCH", "1", "DATASETS.SHAPES.NUM_VAL", "4",
-        "DATASETS.SHAPES.IMAGE_SIZE", "64", "SUPERNET.EVAL.BN_RECALIB.NUM_BATCHES", "1",
-        "SUPERNET.EVAL.BN_RECALIB.BATCH_SIZE", "4",
-        "SUPERNET.EVAL.NUM_PATHS", "2", "OUTPUT_DIR", str(tmp_path / "out")])
+    cfg.merge_from_list(
+        [
+            "SOLVER.MAX_ITER",
+            "3",
+            "SOLVER.IMS_PER_BATCH",
+            "4",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "DATASETS.SHAPES.NUM_TRAIN",
+            "4",
+            "DATASETS.SHAPES.NUM_SEARCH",
+            "1",
+            "DATASETS.SHAPES.NUM_VAL",
+            "4",
+            "DATASETS.SHAPES.IMAGE_SIZE",
+            "64",
+            "SUPERNET.EVAL.BN_RECALIB.NUM_BATCHES",
+            "1",
+            "SUPERNET.EVAL.BN_RECALIB.BATCH_SIZE",
+            "4",
+            "SUPERNET.EVAL.NUM_PATHS",
+            "2",
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+        ]
+    )
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()  # evaluates SUPERNET.EVAL.NUM_PATHS paths after the last step

@@ -1,5 +1,6 @@
 """The lock on OUTPUT_DIR (one run per folder, dead holders never block), options anywhere on the command line,
 each command's own options and the console scripts of setup.py."""
+
 import importlib
 import os
 import runpy
@@ -12,14 +13,16 @@ import pytest
 import setuptools
 from detectron2.engine import default_argument_parser
 
+from detnas_d2.cli.defaults import parse_command_line
 from detnas_d2.cli.search import build_parser as search_parser
 from detnas_d2.cli.train import build_parser as train_parser
-from detnas_d2.cli.defaults import parse_command_line
 from detnas_d2.engine.output_lock import LOCK_FILE, OutputDirLock, OutputDirLockedError
 from presets import REPO, STOCK_CONFIG, STOCK_TINY
 
-HOLD_LOCK = "import sys, time; from detnas_d2.engine.output_lock import OutputDirLock; " \
-            "OutputDirLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)"
+HOLD_LOCK = (
+    "import sys, time; from detnas_d2.engine.output_lock import OutputDirLock; "
+    "OutputDirLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)"
+)
 
 
 def _env(tmp_path):
@@ -30,8 +33,10 @@ def _env(tmp_path):
 def test_lock_names_its_holder_and_is_released_on_exit(tmp_path):
     out = str(tmp_path / "out")
     with OutputDirLock(out):
-        with pytest.raises(OutputDirLockedError, match=f"OUTPUT_DIR {out} is in use by another run: pid {os.getpid()} "
-                                                       f"on host .*lock file {out}/{LOCK_FILE}"):
+        with pytest.raises(
+            OutputDirLockedError,
+            match=f"OUTPUT_DIR {out} is in use by another run: pid {os.getpid()} on host .*lock file {out}/{LOCK_FILE}",
+        ):
             OutputDirLock(out).acquire()
     with OutputDirLock(out):
         pass
@@ -39,8 +44,9 @@ def test_lock_names_its_holder_and_is_released_on_exit(tmp_path):
 
 def test_lock_of_a_killed_process_does_not_block(tmp_path):
     out = str(tmp_path / "out")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, out], env=_env(tmp_path), stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, out], env=_env(tmp_path), stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(OutputDirLockedError, match=f"pid {holder.pid} on host"):
         OutputDirLock(out).acquire()
@@ -51,17 +57,40 @@ def test_lock_of_a_killed_process_does_not_block(tmp_path):
 
 
 def _train(out, *extra):
-    return [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", STOCK_CONFIG, *STOCK_TINY,
-            "OUTPUT_DIR", out, *extra]
+    return [
+        sys.executable,
+        os.path.join(REPO, "train_net.py"),
+        "--config-file",
+        STOCK_CONFIG,
+        *STOCK_TINY,
+        "OUTPUT_DIR",
+        out,
+        *extra,
+    ]
 
 
 def test_two_trainings_into_one_output_dir(tmp_path):
     """A 2-process (gloo) training holds the lock in its launching process; a second training is refused."""
     out = str(tmp_path / "out")
-    first = subprocess.Popen(_train(out, "SOLVER.MAX_ITER", "100000", "SOLVER.IMS_PER_BATCH", "4",
-                                    "SOLVER.CHECKPOINT_PERIOD", "2", "--num-gpus", "2", "--dist-url", "auto"),
-                             env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    first = subprocess.Popen(
+        _train(
+            out,
+            "SOLVER.MAX_ITER",
+            "100000",
+            "SOLVER.IMS_PER_BATCH",
+            "4",
+            "SOLVER.CHECKPOINT_PERIOD",
+            "2",
+            "--num-gpus",
+            "2",
+            "--dist-url",
+            "auto",
+        ),
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
         while not os.path.isfile(os.path.join(out, "last_checkpoint")) and time.time() < deadline:
@@ -78,19 +107,38 @@ def test_two_trainings_into_one_output_dir(tmp_path):
 @pytest.mark.unit
 @pytest.mark.parametrize("build_parser", [train_parser, search_parser], ids=["train_net", "search_net"])
 def test_options_may_follow_the_overrides(build_parser):
-    args = parse_command_line(build_parser(), [
-        "--config-file", "c.yaml", "SOLVER.MAX_ITER", "3", "--resume", "SOLVER.BASE_LR", "-0.5",
-        "--register-coco", "mine", "m.json", "imgs", "--num-gpus=2", "--dist-url", "auto"])
+    args = parse_command_line(
+        build_parser(),
+        [
+            "--config-file",
+            "c.yaml",
+            "SOLVER.MAX_ITER",
+            "3",
+            "--resume",
+            "SOLVER.BASE_LR",
+            "-0.5",
+            "--register-coco",
+            "mine",
+            "m.json",
+            "imgs",
+            "--num-gpus=2",
+            "--dist-url",
+            "auto",
+        ],
+    )
     assert args.resume and args.num_gpus == 2 and args.dist_url == "auto"
     assert args.register_coco == [["mine", "m.json", "imgs"]]
     assert args.opts == ["SOLVER.MAX_ITER", "3", "SOLVER.BASE_LR", "-0.5"]
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("argv, message", [
-    (["A.B", "1", "--no-such-option"], "unknown option --no-such-option among the KEY VALUE overrides"),
-    (["A.B", "1", "C.D"], "the override 'C.D' has no value: overrides are KEY VALUE pairs"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["A.B", "1", "--no-such-option"], "unknown option --no-such-option among the KEY VALUE overrides"),
+        (["A.B", "1", "C.D"], "the override 'C.D' has no value: overrides are KEY VALUE pairs"),
+    ],
+)
 def test_misplaced_command_line_words_are_named(argv, message, capsys):
     with pytest.raises(SystemExit):
         parse_command_line(train_parser(), ["--config-file", "c.yaml", *argv])

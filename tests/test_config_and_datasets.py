@@ -1,4 +1,5 @@
 """Config declaration and dataset registration (shapes splits, COCO search split, missing datasets)."""
+
 import json
 import os
 
@@ -68,7 +69,9 @@ def test_coco_search_split_is_deterministic_and_disjoint(tmp_path, monkeypatch):
     monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "cache"))  # the search part's ground-truth file goes here
     try:
         assert sorted(datasets.register_coco_search_splits()) == [
-            "coco_2017_search5k", "coco_2017_train_minus_search5k"]
+            "coco_2017_search5k",
+            "coco_2017_train_minus_search5k",
+        ]
         search = {d["image_id"] for d in DatasetCatalog.get("coco_2017_search5k")}
         rest = {d["image_id"] for d in DatasetCatalog.get("coco_2017_train_minus_search5k")}
         assert len(search) == 5000 and len(rest) == 300

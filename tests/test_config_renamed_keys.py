@@ -1,5 +1,6 @@
 """Configs written with renamed keys still load, read under the new names, with a warning naming both; every area's
 ``add_*_config`` declares its keys once (idempotent) and the new training-time evaluation keys keep the defaults."""
+
 import contextlib
 import logging
 import os
@@ -68,7 +69,12 @@ def test_training_time_evaluation_has_its_own_recalibration_keys():
     cfg = add_detnas_config(get_cfg())
     ours, search = cfg.SUPERNET.EVAL.BN_RECALIB, cfg.SEARCH.BN_RECALIB
     assert (ours.NUM_BATCHES, ours.BATCH_SIZE, ours.MODE, ours.MOMENTUM, ours.SEED) == (
-        search.NUM_BATCHES, search.BATCH_SIZE, search.MODE, search.MOMENTUM, cfg.SEARCH.SEED)
+        search.NUM_BATCHES,
+        search.BATCH_SIZE,
+        search.MODE,
+        search.MOMENTUM,
+        cfg.SEARCH.SEED,
+    )
     ours.NUM_BATCHES = 3
     add_detnas_config(cfg)  # idempotent: keeps what is set
     assert cfg.SUPERNET.EVAL.BN_RECALIB.NUM_BATCHES == 3 and cfg.SEARCH.BN_RECALIB.NUM_BATCHES == 500

@@ -1,4 +1,5 @@
 """benchmarks/gpu_supernet.py runs end to end (--quick, CPU) in a process where detectron2 cannot be imported."""
+
 import json
 import os
 import subprocess
@@ -30,8 +31,14 @@ print("IMPORTED", sorted({name.split(".")[0] for name in sys.modules if name.sta
 def test_quick_benchmark_runs_without_detectron2(tmp_path):
     out = str(tmp_path / "bench.json")
     env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", CHILD, SCRIPT, "--device", "cpu", "--quick", "--json", out],
-                          env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, SCRIPT, "--device", "cpu", "--quick", "--json", out],
+        env=env,
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "IMPORTED ['detnas_d2']" in proc.stdout
     with open(out) as f:

@@ -1,5 +1,6 @@
 """``import detnas_d2`` makes the detectron2 components available whichever of the two is imported first, and
 importing a pure module (``detnas_d2.space.backbone``) does not import detectron2 (each case in a clean interpreter)."""
+
 import os
 import subprocess
 import sys
@@ -25,8 +26,8 @@ CASES = {
     # detectron2 is first imported half-way through detnas_d2.data, whose import the registration needs too
     "config first": "from detnas_d2.config import add_detnas_config\n",
     "pure module first": "import importlib.util, sys\nimport detnas_d2.space.backbone\n"
-                         "importlib.util.find_spec('detectron2')  # a look at detectron2 does not import it\n"
-                         "assert 'detectron2' not in sys.modules\n",
+    "importlib.util.find_spec('detectron2')  # a look at detectron2 does not import it\n"
+    "assert 'detectron2' not in sys.modules\n",
 }
 
 
@@ -44,9 +45,11 @@ def test_components_are_registered_once_detectron2_is_imported(case):
 
 def test_importing_the_package_registers_no_dataset():
     """Datasets wait for ``register_from_config``: importing looks at no dataset folder."""
-    script = ("import detnas_d2\nfrom detectron2.data import DatasetCatalog\n"
-              "from detnas_d2.data.datasets import COCO_SEARCH_SPLITS, IMAGENET_SPLITS\n"
-              "ours = {'shapes_train', 'shapes_cls_train', *COCO_SEARCH_SPLITS, *IMAGENET_SPLITS}\n"
-              "assert not ours & set(DatasetCatalog.list())\n")
+    script = (
+        "import detnas_d2\nfrom detectron2.data import DatasetCatalog\n"
+        "from detnas_d2.data.datasets import COCO_SEARCH_SPLITS, IMAGENET_SPLITS\n"
+        "ours = {'shapes_train', 'shapes_cls_train', *COCO_SEARCH_SPLITS, *IMAGENET_SPLITS}\n"
+        "assert not ours & set(DatasetCatalog.list())\n"
+    )
     result = _run(script)
     assert result.returncode == 0, result.stderr

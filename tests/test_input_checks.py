@@ -1,5 +1,6 @@
 """Inputs that used to go silently wrong or fail obscurely: VOC scoring, COCO boxes outside their image, bad
 boxes in AutoAugment, supernet evaluation with no path, and width multipliers too small for the backbone."""
+
 import json
 import logging
 import os
@@ -82,11 +83,16 @@ def test_coco_boxes_outside_their_image_are_clipped_or_dropped_with_one_warning(
     json_file, image_dir = write_coco_dataset(str(tmp_path), num_images=2)
     with open(json_file) as f:
         coco = json.load(f)
-    extra = [[-6, 10, 20, 20], [SIZE - 10, 50, 30, 30],  # partly outside: clipped
-             [SIZE + 5, 0, 10, 10], [-30, -30, 10, 10]]  # entirely outside: dropped
+    extra = [
+        [-6, 10, 20, 20],
+        [SIZE - 10, 50, 30, 30],  # partly outside: clipped
+        [SIZE + 5, 0, 10, 10],
+        [-30, -30, 10, 10],
+    ]  # entirely outside: dropped
     for i, box in enumerate(extra):
-        coco["annotations"].append({"id": 1000 + i, "image_id": 100, "category_id": 3, "bbox": box,
-                                    "area": box[2] * box[3], "iscrowd": 0})
+        coco["annotations"].append(
+            {"id": 1000 + i, "image_id": 100, "category_id": 3, "bbox": box, "area": box[2] * box[3], "iscrowd": 0}
+        )
     with open(json_file, "w") as f:
         json.dump(coco, f)
     register_coco("checks_outside", json_file, image_dir)
@@ -104,8 +110,10 @@ def test_coco_boxes_outside_their_image_are_clipped_or_dropped_with_one_warning(
 
 
 # -------------------------------------------------------------------------------- AutoAugment bad boxes
-BOX_OPS = ["BBox_Cutout"] + [f"{op}_Only_BBoxes" for op in (
-    "Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY", "Flip", "Solarize", "Equalize", "Cutout")]
+BOX_OPS = ["BBox_Cutout"] + [
+    f"{op}_Only_BBoxes"
+    for op in ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY", "Flip", "Solarize", "Equalize", "Cutout")
+]
 IMAGE = np.random.default_rng(0).integers(0, 256, size=(48, 48, 3), dtype=np.uint8)
 
 
@@ -129,8 +137,15 @@ def test_inverted_boxes_are_skipped(name, box_mode):
 
 # ------------------------------------------------------------------------------------------ model config
 def test_supernet_evaluation_needs_at_least_one_path(tmp_path):
-    cfg = _cfg("supernet_fpn.yaml", "MODEL.DETNAS.WIDTH_MULT", "0.25", "SUPERNET.EVAL.NUM_PATHS", "0",
-               "OUTPUT_DIR", str(tmp_path))
+    cfg = _cfg(
+        "supernet_fpn.yaml",
+        "MODEL.DETNAS.WIDTH_MULT",
+        "0.25",
+        "SUPERNET.EVAL.NUM_PATHS",
+        "0",
+        "OUTPUT_DIR",
+        str(tmp_path),
+    )
     model = Trainer.build_model(cfg)
     message = r"SUPERNET\.EVAL\.NUM_PATHS = 0: .*integer >= 1"
     with pytest.raises(ValueError, match=message):
@@ -142,11 +157,26 @@ def test_supernet_evaluation_needs_at_least_one_path(tmp_path):
 
 
 def test_width_multiplier_too_small_names_the_smallest_allowed_value():
-    with pytest.raises(ValueError, match=r"MODEL\.DETNAS\.WIDTH_MULT = 0\.01: the width multiplier .*small "
-                                         r"supernet.*smallest width multiplier allowed is 0\.09375"):
+    with pytest.raises(
+        ValueError,
+        match=r"MODEL\.DETNAS\.WIDTH_MULT = 0\.01: the width multiplier .*small "
+        r"supernet.*smallest width multiplier allowed is 0\.09375",
+    ):
         Trainer.build_model(_cfg("supernet_fpn.yaml", "MODEL.DETNAS.WIDTH_MULT", "0.01"))
-    with pytest.raises(ValueError, match=r"MODEL\.DETNAS\.WIDTH_MULT = 0\.0: "
-                                         r"the width multiplier must be a positive number"):
+    with pytest.raises(
+        ValueError,
+        match=r"MODEL\.DETNAS\.WIDTH_MULT = 0\.0: "
+        r"the width multiplier must be a positive number",
+    ):
         Trainer.build_model(_cfg("supernet_fpn.yaml", "MODEL.DETNAS.WIDTH_MULT", "0.0"))
-    Trainer.build_model(_cfg("supernet_fpn.yaml", "MODEL.DETNAS.WIDTH_MULT", "0.09375",
-                             "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16"))
+    Trainer.build_model(
+        _cfg(
+            "supernet_fpn.yaml",
+            "MODEL.DETNAS.WIDTH_MULT",
+            "0.09375",
+            "MODEL.FPN.OUT_CHANNELS",
+            "16",
+            "MODEL.ROI_BOX_HEAD.CONV_DIM",
+            "16",
+        )
+    )

@@ -2,6 +2,7 @@
 by the proxy task with phase 1's winner fixed (phase 2), one combined best_config.yaml, resume per phase; and the
 SEARCH.SPACE errors. The searches run in a fresh process each, as from the command line (in this process, a later
 test's tiny search scored no detections)."""
+
 import json
 import os
 import subprocess
@@ -16,17 +17,35 @@ import search_net
 from detnas_d2.engine import Trainer
 from detnas_d2.space.backbone import format_architecture
 from detnas_d2.space.neck import resolve_neck_arch
-from test_nasfpn_search import SHAPES, SUPERNET_CONFIG, TINY, _cfg, _read_jsonl
 from presets import REPO
+from test_nasfpn_search import SHAPES, SUPERNET_CONFIG, TINY, _cfg, _read_jsonl
 
 JOINT_CONFIG = os.path.join(SHAPES, "search_joint.yaml")
 # one proxy step, at the warm-up learning rate: enough to run phase 2's machinery (a full step on this untrained
 # supernet's weights makes its features blow up and the detector find nothing)
 SEARCH = [
-    "SEARCH.POPULATION", "2", "SEARCH.GENERATIONS", "1", "SEARCH.TOPK", "1", "SEARCH.NUM_MUTATION", "0",
-    "SEARCH.NUM_CROSSOVER", "0", "SEARCH.PROXY.MAX_ITER", "1", "SEARCH.PROXY.STEPS", "()",
-    "SEARCH.PROXY.TRAIN_SUBSET", "8", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1",
-    "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",  # untrained detectors detect something: every AP is finite
+    "SEARCH.POPULATION",
+    "2",
+    "SEARCH.GENERATIONS",
+    "1",
+    "SEARCH.TOPK",
+    "1",
+    "SEARCH.NUM_MUTATION",
+    "0",
+    "SEARCH.NUM_CROSSOVER",
+    "0",
+    "SEARCH.PROXY.MAX_ITER",
+    "1",
+    "SEARCH.PROXY.STEPS",
+    "()",
+    "SEARCH.PROXY.TRAIN_SUBSET",
+    "8",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+    "MODEL.RETINANET.SCORE_THRESH_TEST",
+    "0.0",  # untrained detectors detect something: every AP is finite
 ]
 
 
@@ -43,8 +62,14 @@ def supernet_weights(tmp_path_factory):
 def _search_net(argv, data):
     """``search_net.py argv`` in a fresh process with ``DETNAS_DATA=data``; its completed process."""
     env = {**os.environ, "DETNAS_DATA": data, "PYTHONPATH": REPO}
-    return subprocess.run([sys.executable, os.path.join(REPO, "search_net.py"), *argv], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "search_net.py"), *argv],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +95,9 @@ def test_joint_search_exports_both_winners_in_one_config(joint_search):
     best_arch, best_policy = _json(first, "best_arch.json"), _json(second, "best_arch.json")
     assert sorted(best_arch["arch"]) == ["backbone", "neck"]
     assert best_arch["search"]["SEARCH.SPACE"] == "backbone,neck,autoaug" and best_arch["search"]["costs"] == [
-        "flops", "params"]
+        "flops",
+        "params",
+    ]
     assert best_policy["search"]["SEARCH.SPACE"] == "autoaug" and best_policy["search"]["costs"] == []
     assert best_policy["search"]["SEARCH.EVALUATOR"] == "proxy"
     for name in ("search_state.json", "search_log.jsonl", "best_config.yaml", "best_weights.pth"):
@@ -106,12 +133,25 @@ def test_joint_search_resumes_each_phase_without_evaluating_again(joint_search, 
 
 
 def test_space_naming_a_part_the_model_lacks_fails_clearly(supernet_weights, tmp_path):
-    argv = ["--config-file", os.path.join(SHAPES, "search_nasfpn.yaml"), *TINY, "MODEL.WEIGHTS", supernet_weights,
-            "OUTPUT_DIR", str(tmp_path / "out")]
-    with pytest.raises(ValueError, match=r"cfg.SEARCH.SPACE = 'backbone,neck' is invalid: this model has no one-shot "
-                                         r"DetNAS backbone; allowed parts: \['neck', 'autoaug'\]"):
+    argv = [
+        "--config-file",
+        os.path.join(SHAPES, "search_nasfpn.yaml"),
+        *TINY,
+        "MODEL.WEIGHTS",
+        supernet_weights,
+        "OUTPUT_DIR",
+        str(tmp_path / "out"),
+    ]
+    with pytest.raises(
+        ValueError,
+        match=r"cfg.SEARCH.SPACE = 'backbone,neck' is invalid: this model has no one-shot "
+        r"DetNAS backbone; allowed parts: \['neck', 'autoaug'\]",
+    ):
         search_net.cli([*argv, "SEARCH.SPACE", "backbone,neck"])
-    with pytest.raises(ValueError, match=r"cfg.SEARCH.SPACE = 'neck,head' is invalid: must be comma-separated part "
-                                         r"names from \['autoaug', 'backbone', 'neck'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"cfg.SEARCH.SPACE = 'neck,head' is invalid: must be comma-separated part "
+        r"names from \['autoaug', 'backbone', 'neck'\]",
+    ):
         search_net.cli([*argv, "SEARCH.SPACE", "neck,head"])
     assert not os.path.exists(tmp_path / "out")  # refused before anything is written

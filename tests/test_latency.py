@@ -2,6 +2,7 @@
 
 No timing asserts: values are only checked to be positive and to round-trip through the cache.
 """
+
 import json
 import os
 import random
@@ -109,8 +110,16 @@ def _cfg(tmp_path, *extra):
     return cfg
 
 
-LATENCY = ["SEARCH.LATENCY.INPUT_SIZE", "(32, 32)", "SEARCH.LATENCY.WARMUP", "0", "SEARCH.LATENCY.RUNS", "1",
-           "SEARCH.LATENCY.CLOCK", "cpu"]
+LATENCY = [
+    "SEARCH.LATENCY.INPUT_SIZE",
+    "(32, 32)",
+    "SEARCH.LATENCY.WARMUP",
+    "0",
+    "SEARCH.LATENCY.RUNS",
+    "1",
+    "SEARCH.LATENCY.CLOCK",
+    "cpu",
+]
 
 
 @pytest.mark.parametrize("mode", ["measure", "lut"])
@@ -118,8 +127,9 @@ def test_search_cost_fns_hold_latency_cached_in_the_search_folder(tmp_path, monk
     counted = []
     for name in ("measure", "measure_in_context"):
         original = getattr(LatencyMeasurer, name)
-        monkeypatch.setattr(LatencyMeasurer, name,
-                            lambda self, *a, _f=original, _n=name: counted.append(_n) or _f(self, *a))
+        monkeypatch.setattr(
+            LatencyMeasurer, name, lambda self, *a, _f=original, _n=name: counted.append(_n) or _f(self, *a)
+        )
     cfg = _cfg(tmp_path, "SEARCH.LATENCY.MODE", mode, "SEARCH.LATENCY.LIMIT", "1000.0", *LATENCY)
     validate_search_config(cfg)
     model = Trainer.build_model(cfg)
@@ -134,13 +144,16 @@ def test_search_cost_fns_hold_latency_cached_in_the_search_folder(tmp_path, monk
     assert {"flops", "params", "latency"} <= set(cost_fns) and cost_range("latency") is None
 
 
-@pytest.mark.parametrize("extra, key", [
-    (["SEARCH.LATENCY.MODE", "fast"], "SEARCH.LATENCY.MODE"),
-    (["SEARCH.LATENCY.LIMIT", "5.0"], "SEARCH.LATENCY.LIMIT"),
-    (["SEARCH.LATENCY.MODE", "lut", "SEARCH.LATENCY.RUNS", "0"], "SEARCH.LATENCY.RUNS"),
-    (["SEARCH.LATENCY.MODE", "lut", "SEARCH.LATENCY.INPUT_SIZE", "(32,)"], "SEARCH.LATENCY.INPUT_SIZE"),
-    (["SEARCH.LATENCY.MODE", "lut", "SEARCH.LATENCY.CLOCK", "gpu"], "SEARCH.LATENCY.CLOCK"),
-])
+@pytest.mark.parametrize(
+    "extra, key",
+    [
+        (["SEARCH.LATENCY.MODE", "fast"], "SEARCH.LATENCY.MODE"),
+        (["SEARCH.LATENCY.LIMIT", "5.0"], "SEARCH.LATENCY.LIMIT"),
+        (["SEARCH.LATENCY.MODE", "lut", "SEARCH.LATENCY.RUNS", "0"], "SEARCH.LATENCY.RUNS"),
+        (["SEARCH.LATENCY.MODE", "lut", "SEARCH.LATENCY.INPUT_SIZE", "(32,)"], "SEARCH.LATENCY.INPUT_SIZE"),
+        (["SEARCH.LATENCY.MODE", "lut", "SEARCH.LATENCY.CLOCK", "gpu"], "SEARCH.LATENCY.CLOCK"),
+    ],
+)
 def test_invalid_latency_keys_name_the_key(tmp_path, extra, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         validate_search_config(_cfg(tmp_path, *extra))
@@ -158,11 +171,28 @@ def test_search_engine_keeps_candidates_under_the_latency_limit(tmp_path):
 
     table = BlockLatencyTable.measure(_measurer())
     limit = sorted(table(arch) for arch in _archs(21, seed=1))[10]  # the median path's predicted latency
-    cfg = _cfg(tmp_path, "SEARCH.LATENCY.MODE", "lut", "SEARCH.LATENCY.LIMIT", str(limit), "SEARCH.FLOPS_LIMIT", "0.0",
-               "SEARCH.POPULATION", "6", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "2", "SEARCH.NUM_MUTATION", "2",
-               "SEARCH.NUM_CROSSOVER", "2")
-    engine = SearchRunner(cfg, ToySpace(), CountingEvaluator(ToySpace()), cost_fns={"latency": table},
-                          plot_each_generation=False)
+    cfg = _cfg(
+        tmp_path,
+        "SEARCH.LATENCY.MODE",
+        "lut",
+        "SEARCH.LATENCY.LIMIT",
+        str(limit),
+        "SEARCH.FLOPS_LIMIT",
+        "0.0",
+        "SEARCH.POPULATION",
+        "6",
+        "SEARCH.GENERATIONS",
+        "2",
+        "SEARCH.TOPK",
+        "2",
+        "SEARCH.NUM_MUTATION",
+        "2",
+        "SEARCH.NUM_CROSSOVER",
+        "2",
+    )
+    engine = SearchRunner(
+        cfg, ToySpace(), CountingEvaluator(ToySpace()), cost_fns={"latency": table}, plot_each_generation=False
+    )
     engine.run()
     with open(tmp_path / "search_log.jsonl") as f:
         logged = [json.loads(line) for line in f]

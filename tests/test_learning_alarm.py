@@ -1,4 +1,5 @@
 """The "not learning" alarm: a flat loss after warm-up is flagged (and recorded for the pipeline's report)."""
+
 import json
 import math
 import os

@@ -1,5 +1,6 @@
 """Pure-torch NAS-FPN: the published block's graph and numerics, resampling, attention options, DropBlock, stacking,
 odd input sizes, and the one-shot supernet against standalone necks with inherited weights."""
+
 import random
 
 import pytest
@@ -7,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from detnas_d2.nn.nasfpn import (
+    NASFPN,
     DropBlock2d,
     MergingCell,
-    NASFPN,
     OneShotNASFPN,
     PyramidBlock,
     plan_pyramid_block,
@@ -71,8 +72,16 @@ def test_published_block_graph_matches_the_reference_table():
         assert len(block.cells) == len(PUBLISHED_GRAPH)
         for cell, row in zip(block.cells, PUBLISHED_GRAPH):
             plan = cell.plan
-            assert (plan.node, plan.inputs, plan.input_levels, plan.level, plan.op, plan.attention_input,
-                    plan.unused_inputs, plan.is_output) == row
+            assert (
+                plan.node,
+                plan.inputs,
+                plan.input_levels,
+                plan.level,
+                plan.op,
+                plan.attention_input,
+                plan.unused_inputs,
+                plan.is_output,
+            ) == row
         assert block.output_nodes == PUBLISHED_OUTPUT_NODES
     assert sum(plan.op == "attention" for plan in plan_pyramid_block("NAS-FPN")) == 4
 
@@ -101,10 +110,19 @@ def test_published_block_numerics_match_a_hand_written_reference():
 
 
 def test_attention_source_options_and_ties():
-    arch = [[1, 3, 4, "attention"], [1, 5, 4, "attention"], [0, 6, 3, "sum"], [6, 7, 4, "sum"],
-            [7, 8, 5, "attention"], [6, 9, 7, "attention"], [9, 10, 6, "attention"]]
-    sources = {mode: [plan.attention_input for plan in plan_pyramid_block(arch, mode)]
-               for mode in ("coarser", "finer", "second")}
+    arch = [
+        [1, 3, 4, "attention"],
+        [1, 5, 4, "attention"],
+        [0, 6, 3, "sum"],
+        [6, 7, 4, "sum"],
+        [7, 8, 5, "attention"],
+        [6, 9, 7, "attention"],
+        [9, 10, 6, "attention"],
+    ]
+    sources = {
+        mode: [plan.attention_input for plan in plan_pyramid_block(arch, mode)]
+        for mode in ("coarser", "finer", "second")
+    }
     # cell 1 reads P4in (node 1) and node 5, both P4: a tie -> coarser takes the first, finer the second
     assert sources["coarser"] == [3, 1, None, None, 8, 9, 10]
     assert sources["finer"] == [1, 5, None, None, 7, 6, 9]
@@ -177,7 +195,7 @@ def test_stacked_blocks_have_their_own_weights():
     channels, repeats = 4, 3
     neck = NASFPN([8, 16, 32], channels=channels, num_repeats=repeats)
     block_params = [{p.data_ptr() for p in block.parameters()} for block in neck.blocks]
-    assert all(not (a & b) for i, a in enumerate(block_params) for b in block_params[i + 1:])
+    assert all(not (a & b) for i, a in enumerate(block_params) for b in block_params[i + 1 :])
     per_cell = 9 * channels * channels + 2 * channels  # 3x3 conv without bias + BN affine
     input_stage = (8 + 16 + 32) * channels + 3 * 2 * channels
     assert sum(p.numel() for p in neck.parameters()) == input_stage + repeats * 7 * per_cell

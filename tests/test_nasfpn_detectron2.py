@@ -1,5 +1,6 @@
 """detectron2 integration of the necks: config keys, NECK registry, the composed backbone, RetinaNet + NAS-FPN training
 on CPU with sizes not divisible by 128, FPN parity with detectron2's RetinaNet backbone, one-shot arch selection."""
+
 import json
 import os
 import random
@@ -7,9 +8,9 @@ import random
 import pytest
 import torch
 from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone, build_model
 from detectron2.modeling.backbone.fpn import build_retinanet_resnet_fpn_backbone
-from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
@@ -50,10 +51,18 @@ def test_add_nasfpn_config_declares_keys_and_is_idempotent():
     cfg = get_cfg()
     add_nasfpn_config(cfg)
     neck, nasfpn = cfg.MODEL.NECK, cfg.MODEL.NASFPN
-    assert (neck.NAME, neck.BOTTOM_UP, neck.IN_FEATURES) == ("NASFPN", "build_resnet_backbone", ["res3", "res4", "res5"])
+    assert (neck.NAME, neck.BOTTOM_UP, neck.IN_FEATURES) == (
+        "NASFPN",
+        "build_resnet_backbone",
+        ["res3", "res4", "res5"],
+    )
     assert (nasfpn.NUM_REPEATS, nasfpn.CHANNELS, nasfpn.ARCH) == (7, 256, "NAS-FPN")
     assert (nasfpn.NORM, nasfpn.ATTENTION.POOL, nasfpn.ATTENTION.SOURCE, nasfpn.ONE_SHOT) == (
-        "BN", "max", "coarser", False)
+        "BN",
+        "max",
+        "coarser",
+        False,
+    )
     assert (nasfpn.DROPBLOCK.DROP_PROB, nasfpn.DROPBLOCK.BLOCK_SIZE) == (0.0, 3)
     cfg.MODEL.NASFPN.NUM_REPEATS = 3
     cfg.MODEL.NECK.NAME = "FPN"
@@ -84,7 +93,8 @@ def test_retinanet_with_resnet_and_nasfpn_trains_on_unpadded_sizes():
     assert type(backbone.bottom_up).__name__ == "ResNet" and type(backbone.neck).__name__ == "NASFPN"
     assert backbone.size_divisibility == 128
     assert backbone.output_shape() == {
-        name: ShapeSpec(channels=32, stride=2 ** (3 + i)) for i, name in enumerate(LEVEL_NAMES)}
+        name: ShapeSpec(channels=32, stride=2 ** (3 + i)) for i, name in enumerate(LEVEL_NAMES)
+    }
     assert len(backbone.neck.nasfpn.blocks) == 2 and backbone.neck.nasfpn.blocks[0].output_nodes == [7, 8, 9, 11, 10]
 
     inputs = _training_inputs()
@@ -110,10 +120,13 @@ def test_retinanet_with_resnet_and_nasfpn_trains_on_unpadded_sizes():
     assert [d["instances"].image_size for d in detections] == [(100, 150), (90, 130)]
 
 
-@pytest.mark.parametrize("arch", [
-    json.dumps([[1, 3, 4, 1], [1, 5, 4, 0], [0, 6, 3, 0], [6, 7, 4, 0], [7, 8, 5, 1], [6, 9, 7, 1], [9, 10, 6, 1]]),
-    [[0, 1, 3, "sum"], [5, 2, 4, "sum"], [6, 3, 5, "sum"], [7, 4, 6, "attention"], [8, 4, 7, "attention"]],
-])
+@pytest.mark.parametrize(
+    "arch",
+    [
+        json.dumps([[1, 3, 4, 1], [1, 5, 4, 0], [0, 6, 3, 0], [6, 7, 4, 0], [7, 8, 5, 1], [6, 9, 7, 1], [9, 10, 6, 1]]),
+        [[0, 1, 3, "sum"], [5, 2, 4, "sum"], [6, 3, 5, "sum"], [7, 4, 6, "attention"], [8, 4, 7, "attention"]],
+    ],
+)
 def test_inline_architectures_from_config(arch):
     cfg = _cfg(ARCH=arch, NUM_REPEATS=1)
     cfg.MODEL.NASFPN.ATTENTION.POOL = "avg"
@@ -230,8 +243,20 @@ def test_published_r50_nasfpn_retinanet_config_builds_and_trains_a_step():
 
     cfg = add_detnas_config(get_cfg())
     cfg.merge_from_file(os.path.join(os.path.dirname(__file__), "..", "configs", "nasfpn_retinanet.yaml"))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.RESNETS.NORM", "BN",
-                         "MODEL.NASFPN.NORM", "BN", "MODEL.RETINANET.NORM", "BN"])  # SyncBN needs GPUs
+    cfg.merge_from_list(
+        [
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.WEIGHTS",
+            "",
+            "MODEL.RESNETS.NORM",
+            "BN",
+            "MODEL.NASFPN.NORM",
+            "BN",
+            "MODEL.RETINANET.NORM",
+            "BN",
+        ]
+    )  # SyncBN needs GPUs
     assert cfg.MODEL.RESNETS.DEPTH == 50 and cfg.MODEL.NASFPN.NUM_REPEATS == 7 and cfg.MODEL.NASFPN.CHANNELS == 256
     torch.manual_seed(0)
     model = build_model(cfg)

@@ -1,6 +1,7 @@
 """NAS-FPN neck search end to end on tiny shapes settings: the joint (DetNAS backbone + one-shot NAS-FPN) supernet
 trains through train_net.py with identical dict-shaped paths on both ranks, search_net.py searches its neck under a
 whole-detector FLOPs limit, the exported weights reproduce the best fitness, and the NAS-FPN configs load and build."""
+
 import json
 import os
 
@@ -25,8 +26,14 @@ from presets import REPO, SHAPES, TINY_BN_RECALIB, TINY_EVOLUTION, shapes_images
 SUPERNET_CONFIG = os.path.join(SHAPES, "supernet_nasfpn_retinanet.yaml")
 SEARCH_CONFIG = os.path.join(SHAPES, "search_nasfpn.yaml")
 TINY = [
-    "MODEL.NASFPN.CHANNELS", "16", "MODEL.RETINANET.NUM_CONVS", "1", "DATALOADER.NUM_WORKERS", "0",
-    *shapes_images(48, 12, 4), *TINY_BN_RECALIB,
+    "MODEL.NASFPN.CHANNELS",
+    "16",
+    "MODEL.RETINANET.NUM_CONVS",
+    "1",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    *shapes_images(48, 12, 4),
+    *TINY_BN_RECALIB,
 ]
 # At TINY sizes the detector costs 16.57M-17.17M multiply-adds at 128x128, set by the levels of the two
 # intermediate cells; this limit rules out every neck with an intermediate P4 cell (e.g. the published block).
@@ -47,9 +54,31 @@ def data_root(tmp_path_factory):
 def joint_supernet(data_root, tmp_path_factory):
     """The tiny joint supernet trained by ``train_net.py`` on 2 gloo processes: its output dir."""
     out = str(tmp_path_factory.mktemp("nasfpn_supernet") / "train")
-    train_net.cli(["--config-file", SUPERNET_CONFIG, "--num-gpus", "2", "--dist-url", "auto", *TINY,
-                   "SOLVER.MAX_ITER", "40", "SOLVER.IMS_PER_BATCH", "4", "SOLVER.WARMUP_ITERS", "5",
-                   "SOLVER.STEPS", "()", "DATASETS.TEST", "()", "SUPERNET.LOG_PATHS", "True", "OUTPUT_DIR", out])
+    train_net.cli(
+        [
+            "--config-file",
+            SUPERNET_CONFIG,
+            "--num-gpus",
+            "2",
+            "--dist-url",
+            "auto",
+            *TINY,
+            "SOLVER.MAX_ITER",
+            "40",
+            "SOLVER.IMS_PER_BATCH",
+            "4",
+            "SOLVER.WARMUP_ITERS",
+            "5",
+            "SOLVER.STEPS",
+            "()",
+            "DATASETS.TEST",
+            "()",
+            "SUPERNET.LOG_PATHS",
+            "True",
+            "OUTPUT_DIR",
+            out,
+        ]
+    )
     return out
 
 
@@ -57,8 +86,18 @@ def joint_supernet(data_root, tmp_path_factory):
 def neck_search(joint_supernet, tmp_path_factory):
     """A tiny neck search (backbone fixed by search_nasfpn.yaml) over the joint supernet: its output dir."""
     out = str(tmp_path_factory.mktemp("nasfpn_search") / "search")
-    search_net.cli(["--config-file", SEARCH_CONFIG, *TINY, *SEARCH,
-                    "MODEL.WEIGHTS", os.path.join(joint_supernet, "model_final.pth"), "OUTPUT_DIR", out])
+    search_net.cli(
+        [
+            "--config-file",
+            SEARCH_CONFIG,
+            *TINY,
+            *SEARCH,
+            "MODEL.WEIGHTS",
+            os.path.join(joint_supernet, "model_final.pth"),
+            "OUTPUT_DIR",
+            out,
+        ]
+    )
     return out
 
 
@@ -123,33 +162,81 @@ def test_exported_neck_weights_reproduce_best_fitness_and_flops(neck_search, tmp
     DetectionCheckpointer(fixed).load(weights)
     assert detector_flops(fixed, 128, 128) == best["costs"]["flops"]
 
-    results = train_net.cli(["--config-file", SEARCH_CONFIG, "--eval-only", *fixed_opts, "MODEL.WEIGHTS", weights,
-                             "DATASETS.TEST", "('shapes_search',)", "OUTPUT_DIR", str(tmp_path / "eval")])
+    results = train_net.cli(
+        [
+            "--config-file",
+            SEARCH_CONFIG,
+            "--eval-only",
+            *fixed_opts,
+            "MODEL.WEIGHTS",
+            weights,
+            "DATASETS.TEST",
+            "('shapes_search',)",
+            "OUTPUT_DIR",
+            str(tmp_path / "eval"),
+        ]
+    )
     assert results["bbox"]["AP"] == pytest.approx(best["fitness"], abs=1e-9)
 
 
 def test_exported_best_config_loads_and_reproduces_best_fitness(neck_search, tmp_path):
     with open(os.path.join(neck_search, "best_arch.json")) as f:
         best = json.load(f)
-    results = train_net.cli(["--config-file", os.path.join(neck_search, "best_config.yaml"), "--eval-only",
-                             "DATASETS.TEST", "('shapes_search',)", "OUTPUT_DIR", str(tmp_path / "eval_best")])
+    results = train_net.cli(
+        [
+            "--config-file",
+            os.path.join(neck_search, "best_config.yaml"),
+            "--eval-only",
+            "DATASETS.TEST",
+            "('shapes_search',)",
+            "OUTPUT_DIR",
+            str(tmp_path / "eval_best"),
+        ]
+    )
     assert results["bbox"]["AP"] == pytest.approx(best["fitness"], abs=1e-9)
 
 
 def test_backbone_flops_mode_on_a_neck_only_supernet_fails_clearly(joint_supernet, tmp_path):
     with pytest.raises(ValueError, match="FLOPS_MODE 'backbone' needs a one-shot DetNAS backbone.*'detector'"):
-        search_net.cli(["--config-file", SEARCH_CONFIG, *TINY, *SEARCH, "SEARCH.FLOPS_MODE", "backbone",
-                        "MODEL.WEIGHTS", os.path.join(joint_supernet, "model_final.pth"), "OUTPUT_DIR", str(tmp_path)])
+        search_net.cli(
+            [
+                "--config-file",
+                SEARCH_CONFIG,
+                *TINY,
+                *SEARCH,
+                "SEARCH.FLOPS_MODE",
+                "backbone",
+                "MODEL.WEIGHTS",
+                os.path.join(joint_supernet, "model_final.pth"),
+                "OUTPUT_DIR",
+                str(tmp_path),
+            ]
+        )
     assert not os.path.exists(os.path.join(tmp_path, "search_log.jsonl"))
 
 
 def test_neck_only_supernet_on_resnet18_trains_with_list_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "data"))
     out = str(tmp_path / "train")
-    train_net.cli(["--config-file", os.path.join(SHAPES, "nasfpn_retinanet.yaml"), *TINY,
-                   "MODEL.NASFPN.ONE_SHOT", "True", "SOLVER.MAX_ITER", "3",
-                   "SOLVER.IMS_PER_BATCH", "2", "DATASETS.TEST", "()", "SUPERNET.LOG_PATHS", "True",
-                   "OUTPUT_DIR", out])
+    train_net.cli(
+        [
+            "--config-file",
+            os.path.join(SHAPES, "nasfpn_retinanet.yaml"),
+            *TINY,
+            "MODEL.NASFPN.ONE_SHOT",
+            "True",
+            "SOLVER.MAX_ITER",
+            "3",
+            "SOLVER.IMS_PER_BATCH",
+            "2",
+            "DATASETS.TEST",
+            "()",
+            "SUPERNET.LOG_PATHS",
+            "True",
+            "OUTPUT_DIR",
+            out,
+        ]
+    )
     paths = [entry["arch"] for entry in _read_jsonl(os.path.join(out, "paths_rank0.jsonl"))]
     assert len(paths) == 3 and all(NeckSearchSpace(7).validate(path) == path for path in paths)
 
@@ -168,7 +255,11 @@ def test_coco_nasfpn_configs_merge_with_the_recipe(name):
     cfg = _cfg(os.path.join(REPO, "configs", name))
     assert (cfg.MODEL.META_ARCHITECTURE, cfg.MODEL.BACKBONE.NAME) == ("RetinaNet", "build_nasfpn_backbone")
     assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS) == (
-        64, 0.08, 90000, (60000, 80000))
+        64,
+        0.08,
+        90000,
+        (60000, 80000),
+    )
     assert (cfg.MODEL.RETINANET.FOCAL_LOSS_ALPHA, cfg.MODEL.RETINANET.FOCAL_LOSS_GAMMA) == (0.25, 1.5)
     assert cfg.MODEL.RETINANET.IOU_THRESHOLDS == [0.5, 0.5] and cfg.MODEL.NASFPN.CHANNELS == 256
     assert cfg.MODEL.ANCHOR_GENERATOR.SIZES[0] == [32, 40.32, 50.80]  # 4 x stride 8, 3 scales

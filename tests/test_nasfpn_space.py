@@ -1,4 +1,5 @@
 """NAS-FPN neck encodings: the published architecture in all accepted forms, validation errors, registry, space."""
+
 import json
 import random
 
@@ -56,8 +57,10 @@ def _with_cell(index, cell):
 @pytest.mark.parametrize(
     "arch, message",
     [
-        (_with_cell(2, [0, 7, 3, "sum"]),
-         "neck cell 2: input2 = 7 is out of range; this cell may read pool nodes 0..6 (0-4 = inputs P3-P7"),
+        (
+            _with_cell(2, [0, 7, 3, "sum"]),
+            "neck cell 2: input2 = 7 is out of range; this cell may read pool nodes 0..6 (0-4 = inputs P3-P7",
+        ),
         (_with_cell(0, [-1, 3, 4, "sum"]), "neck cell 0: input1 = -1 is out of range"),
         (_with_cell(3, [6, 6, 4, "sum"]), "neck cell 3: both inputs are node 6; the two inputs must differ"),
         (_with_cell(6, [9, 10, 5, "attention"]), "neck cell 6: output level P5 is already produced by output cell 4"),

@@ -1,4 +1,5 @@
 """``detnas_d2.nn`` and ``detnas_d2.space`` work in an interpreter where detectron2 cannot be imported."""
+
 import os
 import subprocess
 import sys

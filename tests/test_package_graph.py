@@ -1,5 +1,6 @@
 """The package's import graph: no cycle between modules or sub-packages (imports inside functions included), and
 ``nn``/``space`` at the bottom; ``tools/package_graph.py`` reads the graph from the source with ``ast``."""
+
 import importlib.util
 import os
 

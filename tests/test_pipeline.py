@@ -1,4 +1,5 @@
 """The one-command pipeline: end to end on tiny shapes settings, nothing redone on a rerun, resume after a kill."""
+
 import os
 import signal
 import subprocess
@@ -12,16 +13,50 @@ from detnas_d2.pipeline import PipelineError, load_pipeline
 from presets import REPO, SHAPES
 
 TINY = [
-    "MODEL.DETNAS.WIDTH_MULT", 0.25, "DATALOADER.NUM_WORKERS", 0,
-    "DATASETS.SHAPES.NUM_TRAIN", 32, "DATASETS.SHAPES.NUM_SEARCH", 6, "DATASETS.SHAPES.NUM_VAL", 6,
-    "DATASETS.SHAPES.IMAGE_SIZE", 64, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.WARMUP_ITERS", 0,
+    "MODEL.DETNAS.WIDTH_MULT",
+    0.25,
+    "DATALOADER.NUM_WORKERS",
+    0,
+    "DATASETS.SHAPES.NUM_TRAIN",
+    32,
+    "DATASETS.SHAPES.NUM_SEARCH",
+    6,
+    "DATASETS.SHAPES.NUM_VAL",
+    6,
+    "DATASETS.SHAPES.IMAGE_SIZE",
+    64,
+    "SOLVER.IMS_PER_BATCH",
+    4,
+    "SOLVER.WARMUP_ITERS",
+    0,
 ]
 DETECTION = [
-    "MODEL.FPN.OUT_CHANNELS", 16, "MODEL.ROI_BOX_HEAD.CONV_DIM", 16, "MODEL.ROI_BOX_HEAD.FC_DIM", 32,
-    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", 64, "INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 64,
-    "SEARCH.BN_RECALIB.NUM_BATCHES", 1, "SEARCH.BN_RECALIB.BATCH_SIZE", 2, "SUPERNET.EVAL.NUM_PATHS", 1,
-    "SUPERNET.EVAL.BN_RECALIB.NUM_BATCHES", 1, "SUPERNET.EVAL.BN_RECALIB.BATCH_SIZE", 2,
-    "SOLVER.STEPS", "()",
+    "MODEL.FPN.OUT_CHANNELS",
+    16,
+    "MODEL.ROI_BOX_HEAD.CONV_DIM",
+    16,
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    32,
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    64,
+    "INPUT.MIN_SIZE_TEST",
+    64,
+    "INPUT.MAX_SIZE_TEST",
+    64,
+    "SEARCH.BN_RECALIB.NUM_BATCHES",
+    1,
+    "SEARCH.BN_RECALIB.BATCH_SIZE",
+    2,
+    "SUPERNET.EVAL.NUM_PATHS",
+    1,
+    "SUPERNET.EVAL.BN_RECALIB.NUM_BATCHES",
+    1,
+    "SUPERNET.EVAL.BN_RECALIB.BATCH_SIZE",
+    2,
+    "SOLVER.STEPS",
+    "()",
 ]
 
 
@@ -29,19 +64,42 @@ def write_pipeline(tmp_path, finetune_iters=4):
     spec = {
         "output_dir": str(tmp_path / "out"),
         "stages": {
-            "pretrain": {"config": os.path.join(SHAPES, "supernet_cls.yaml"),
-                         "opts": TINY + ["SOLVER.MAX_ITER", 2, "SOLVER.CHECKPOINT_PERIOD", 1, "DATASETS.TEST", "()"]},
-            "finetune": {"config": os.path.join(SHAPES, "supernet_fpn.yaml"),
-                         "opts": TINY + DETECTION + ["SOLVER.MAX_ITER", finetune_iters, "SOLVER.CHECKPOINT_PERIOD", 1]},
-            "search": {"config": os.path.join(SHAPES, "search_fpn.yaml"),
-                       "opts": TINY + DETECTION + ["SEARCH.POPULATION", 2, "SEARCH.GENERATIONS", 1, "SEARCH.TOPK", 1,
-                                                   "SEARCH.NUM_MUTATION", 0, "SEARCH.NUM_CROSSOVER", 0,
-                                                   "SEARCH.FLOPS_LIMIT", 0.0]},
-            "retrain": {"config": os.path.join(SHAPES, "supernet_fpn.yaml"),
-                        "opts": TINY + DETECTION + ["SOLVER.MAX_ITER", 2]},
+            "pretrain": {
+                "config": os.path.join(SHAPES, "supernet_cls.yaml"),
+                "opts": TINY + ["SOLVER.MAX_ITER", 2, "SOLVER.CHECKPOINT_PERIOD", 1, "DATASETS.TEST", "()"],
+            },
+            "finetune": {
+                "config": os.path.join(SHAPES, "supernet_fpn.yaml"),
+                "opts": TINY + DETECTION + ["SOLVER.MAX_ITER", finetune_iters, "SOLVER.CHECKPOINT_PERIOD", 1],
+            },
+            "search": {
+                "config": os.path.join(SHAPES, "search_fpn.yaml"),
+                "opts": TINY
+                + DETECTION
+                + [
+                    "SEARCH.POPULATION",
+                    2,
+                    "SEARCH.GENERATIONS",
+                    1,
+                    "SEARCH.TOPK",
+                    1,
+                    "SEARCH.NUM_MUTATION",
+                    0,
+                    "SEARCH.NUM_CROSSOVER",
+                    0,
+                    "SEARCH.FLOPS_LIMIT",
+                    0.0,
+                ],
+            },
+            "retrain": {
+                "config": os.path.join(SHAPES, "supernet_fpn.yaml"),
+                "opts": TINY + DETECTION + ["SOLVER.MAX_ITER", 2],
+            },
             "evaluate": {},
-            "reference": {"config": os.path.join(SHAPES, "faster_rcnn_R18_FPN.yaml"),
-                          "opts": TINY[2:] + DETECTION + ["SOLVER.MAX_ITER", 2]},
+            "reference": {
+                "config": os.path.join(SHAPES, "faster_rcnn_R18_FPN.yaml"),
+                "opts": TINY[2:] + DETECTION + ["SOLVER.MAX_ITER", 2],
+            },
         },
     }
     path = tmp_path / "pipeline.yaml"
@@ -50,8 +108,13 @@ def write_pipeline(tmp_path, finetune_iters=4):
 
 
 def run_pipeline(path, env):
-    return subprocess.run([sys.executable, "-m", "detnas_d2.pipeline", "--config-file", path], env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "detnas_d2.pipeline", "--config-file", path],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.fixture
@@ -83,8 +146,13 @@ def test_pipeline_end_to_end_then_nothing_redone(tmp_path, env):
 def test_pipeline_killed_mid_stage_resumes_that_stage(tmp_path, env):
     path = write_pipeline(tmp_path, finetune_iters=60)
     finetune = tmp_path / "out" / "finetune"
-    proc = subprocess.Popen([sys.executable, "-m", "detnas_d2.pipeline", "--config-file", path], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "detnas_d2.pipeline", "--config-file", path],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while not (finetune / "last_checkpoint").is_file() and time.time() < deadline:
         time.sleep(0.1)

@@ -1,5 +1,6 @@
 """Proxy-task search: candidate appliers, the proxy schedule, TRAIN_SUBSET, config validation, and a tiny
 AutoAugment policy search through search_net.py whose exported config builds the best policy's mapper."""
+
 import json
 import os
 import random
@@ -31,14 +32,40 @@ from presets import ANCHORS_64, SHAPES, TEST_AT_64, TRAIN_AT_64, shapes_images
 SEARCH_CONFIG = os.path.join(SHAPES, "search_autoaug.yaml")
 NASFPN_CONFIG = os.path.join(SHAPES, "nasfpn_retinanet.yaml")
 TINY = [
-    "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "DATALOADER.NUM_WORKERS", "0",
-    *shapes_images(16, 6, 4, image_size=64), *TRAIN_AT_64, *TEST_AT_64, *ANCHORS_64,
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    *shapes_images(16, 6, 4, image_size=64),
+    *TRAIN_AT_64,
+    *TEST_AT_64,
+    *ANCHORS_64,
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.WARMUP_ITERS",
+    "1",
 ]
 SEARCH = [
-    "SEARCH.POPULATION", "3", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "2", "SEARCH.NUM_MUTATION", "1",
-    "SEARCH.NUM_CROSSOVER", "1", "SEARCH.MUTATION_PROB", "0.5",
-    "SEARCH.PROXY.MAX_ITER", "3", "SEARCH.PROXY.STEPS", "(2,)", "SEARCH.PROXY.TRAIN_SUBSET", "10",
+    "SEARCH.POPULATION",
+    "3",
+    "SEARCH.GENERATIONS",
+    "2",
+    "SEARCH.TOPK",
+    "2",
+    "SEARCH.NUM_MUTATION",
+    "1",
+    "SEARCH.NUM_CROSSOVER",
+    "1",
+    "SEARCH.MUTATION_PROB",
+    "0.5",
+    "SEARCH.PROXY.MAX_ITER",
+    "3",
+    "SEARCH.PROXY.STEPS",
+    "(2,)",
+    "SEARCH.PROXY.TRAIN_SUBSET",
+    "10",
 ]
 
 
@@ -87,7 +114,11 @@ def test_autoaug_applier_and_proxy_schedule(tmp_path):
     proxy = proxy_training_config(cfg, space, arch, out, train_datasets=["subset"])
     assert (proxy.SOLVER.MAX_ITER, proxy.SOLVER.STEPS, proxy.SOLVER.BASE_LR) == (100, (80,), 0.03)  # LR 0 = keep
     assert (proxy.SEED, proxy.OUTPUT_DIR, proxy.DATASETS.TRAIN, proxy.DATASETS.TEST) == (
-        0, out, ("subset",), ("shapes_search",))
+        0,
+        out,
+        ("subset",),
+        ("shapes_search",),
+    )
     assert proxy.INPUT.AUTOAUGMENT.CUSTOM_POLICY == applied.INPUT.AUTOAUGMENT.CUSTOM_POLICY
     cfg.merge_from_list(["SEARCH.PROXY.BASE_LR", "0.005", "SEARCH.PROXY.SEED", "7"])
     proxy = proxy_training_config(cfg, space, arch, out)
@@ -99,12 +130,33 @@ def test_autoaug_applier_and_proxy_schedule(tmp_path):
 
 
 def test_neck_applier_and_detector_flops():
-    cfg = _cfg(NASFPN_CONFIG, [
-        "SEARCH.EVALUATOR", "proxy", "SEARCH.SPACE", "neck", "SEARCH.NECK.NUM_CELLS", "7",
-        "SEARCH.FLOPS_MODE", "detector", "SEARCH.DETECTOR_INPUT_SIZE", "(64, 64)", "SEARCH.FLOPS_LIMIT", "1e12",
-        "MODEL.NASFPN.ONE_SHOT", "True", "MODEL.NASFPN.NUM_REPEATS", "1", "MODEL.NASFPN.CHANNELS", "8",
-        "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.RESNETS.DEPTH", "18",
-    ])
+    cfg = _cfg(
+        NASFPN_CONFIG,
+        [
+            "SEARCH.EVALUATOR",
+            "proxy",
+            "SEARCH.SPACE",
+            "neck",
+            "SEARCH.NECK.NUM_CELLS",
+            "7",
+            "SEARCH.FLOPS_MODE",
+            "detector",
+            "SEARCH.DETECTOR_INPUT_SIZE",
+            "(64, 64)",
+            "SEARCH.FLOPS_LIMIT",
+            "1e12",
+            "MODEL.NASFPN.ONE_SHOT",
+            "True",
+            "MODEL.NASFPN.NUM_REPEATS",
+            "1",
+            "MODEL.NASFPN.CHANNELS",
+            "8",
+            "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            "64",
+            "MODEL.RESNETS.DEPTH",
+            "18",
+        ],
+    )
     space = build_proxy_space(cfg)
     assert isinstance(space, NeckSearchSpace) and space.num_cells == 7
     arch = space.sample(random.Random(0))
@@ -122,23 +174,39 @@ def test_neck_applier_and_detector_flops():
     cfg.merge_from_list(["SEARCH.FLOPS_MODE", "backbone"])
     with pytest.raises(ValueError, match="SEARCH.FLOPS_MODE = 'backbone' is invalid for a proxy neck search"):
         build_proxy_cost_fns(cfg, space)
-    cfg.merge_from_list(["MODEL.BACKBONE.NAME", "build_retinanet_resnet_fpn_backbone", "MODEL.RESNETS.OUT_FEATURES",
-                         "['res3', 'res4', 'res5']", "MODEL.FPN.IN_FEATURES", "['res3', 'res4', 'res5']"])
+    cfg.merge_from_list(
+        [
+            "MODEL.BACKBONE.NAME",
+            "build_retinanet_resnet_fpn_backbone",
+            "MODEL.RESNETS.OUT_FEATURES",
+            "['res3', 'res4', 'res5']",
+            "MODEL.FPN.IN_FEATURES",
+            "['res3', 'res4', 'res5']",
+        ]
+    )
     with pytest.raises(ValueError, match="SEARCH.SPACE 'neck' needs a detector with a NAS-FPN neck"):
         candidate_detector_flops(cfg, space)(arch)
 
 
 def test_search_config_validation_and_cost_limits():
     cfg = _cfg(overrides=["SEARCH.EVALUATOR", "supernet"])
-    with pytest.raises(ValueError, match=r"cfg.SEARCH.EVALUATOR = 'supernet' is invalid: "
-                                         r"must be one of \('one_shot', 'proxy'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"cfg.SEARCH.EVALUATOR = 'supernet' is invalid: "
+        r"must be one of \('one_shot', 'proxy'\)",
+    ):
         validate_search_config(cfg)
     bad = [
-        (["SEARCH.EVALUATOR", "one_shot"],
-         "cfg.SEARCH.EVALUATOR = 'one_shot' is invalid: SEARCH.SPACE 'autoaug' needs 'proxy'"),
+        (
+            ["SEARCH.EVALUATOR", "one_shot"],
+            "cfg.SEARCH.EVALUATOR = 'one_shot' is invalid: SEARCH.SPACE 'autoaug' needs 'proxy'",
+        ),
         (["SEARCH.PROXY.MAX_ITER", "0"], "cfg.SEARCH.PROXY.MAX_ITER = 0 is invalid: must be an integer >= 1"),
-        (["SEARCH.PROXY.STEPS", "(80, 120)"], r"cfg.SEARCH.PROXY.STEPS = \(80, 120\) is invalid: must be strictly "
-                                              r"increasing integers in \(0, SEARCH.PROXY.MAX_ITER = 100\)"),
+        (
+            ["SEARCH.PROXY.STEPS", "(80, 120)"],
+            r"cfg.SEARCH.PROXY.STEPS = \(80, 120\) is invalid: must be strictly "
+            r"increasing integers in \(0, SEARCH.PROXY.MAX_ITER = 100\)",
+        ),
         (["SEARCH.PROXY.BASE_LR", "-0.1"], "cfg.SEARCH.PROXY.BASE_LR = -0.1 is invalid"),
         (["SEARCH.PROXY.TRAIN_SUBSET", "-1"], "cfg.SEARCH.PROXY.TRAIN_SUBSET = -1 is invalid"),
         (["SEARCH.AUTOAUG.NUM_SUB_POLICIES", "0"], "cfg.SEARCH.AUTOAUG.NUM_SUB_POLICIES = 0 is invalid"),
@@ -150,13 +218,17 @@ def test_search_config_validation_and_cost_limits():
     validate_search_config(_cfg())  # the shipped search config is valid
 
     cfg = _cfg(overrides=["SEARCH.FLOPS_LIMIT", "3e8"])
-    with pytest.raises(ValueError, match="cfg.SEARCH.FLOPS_LIMIT = 3e\\+08 is set, but SEARCH.SPACE 'autoaug' with "
-                                         "SEARCH.EVALUATOR 'proxy' has no flops cost"):
+    with pytest.raises(
+        ValueError,
+        match="cfg.SEARCH.FLOPS_LIMIT = 3e\\+08 is set, but SEARCH.SPACE 'autoaug' with "
+        "SEARCH.EVALUATOR 'proxy' has no flops cost",
+    ):
         build_proxy_cost_fns(cfg, build_proxy_space(cfg))
     assert build_proxy_cost_fns(_cfg(), build_proxy_space(_cfg())) == {}
     cfg = _cfg(overrides=["SEARCH.SPACE", "backbone"])
-    with pytest.raises(ValueError, match="cfg.SEARCH.SPACE = 'backbone' cannot be searched with "
-                                         "SEARCH.EVALUATOR 'proxy'"):
+    with pytest.raises(
+        ValueError, match="cfg.SEARCH.SPACE = 'backbone' cannot be searched with SEARCH.EVALUATOR 'proxy'"
+    ):
         build_proxy_space(cfg)
 
 

@@ -1,4 +1,5 @@
 """Rank correlations used by the ranking check (values checked by hand)."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """The ranking check's choice of architectures: spread over the FLOPs range, plus a narrow band at the median."""
+
 import pytest
 
 from detnas_d2.cost import backbone_flops

@@ -1,5 +1,6 @@
 """Kill-and-resume: the second half of a resumed run repeats an uninterrupted run exactly, with any number of
 data-loader workers."""
+
 import itertools
 import json
 import os
@@ -20,8 +21,11 @@ from presets import REPO
 
 def test_resumed_run_repeats_uninterrupted_losses(tmp_path, monkeypatch):
     full, resumed, _, _ = run_with_kill(
-        tmp_path, monkeypatch, "configs/shapes/faster_rcnn_R18_FPN.yaml",
-        ["MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.FC_DIM", "32"])
+        tmp_path,
+        monkeypatch,
+        "configs/shapes/faster_rcnn_R18_FPN.yaml",
+        ["MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.FC_DIM", "32"],
+    )
     assert sorted(resumed) == [3, 4, 5]
     assert [resumed[i] for i in (3, 4, 5)] == [full[i] for i in (3, 4, 5)]
 
@@ -55,11 +59,38 @@ def test_loader_state_resumes_samples_waiting_in_aspect_groups(workers):
 
 # ------------------------------------------------------------------ kill -9 and --resume, real processes
 SUPERNET_RUN = [
-    "MODEL.DETNAS.WIDTH_MULT", "0.25", "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "SOLVER.WARMUP_ITERS", "0", "SOLVER.MAX_ITER", "4",
-    "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.IMS_PER_BATCH", "2", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
-    "DATASETS.SHAPES.NUM_TRAIN", "12", "DATASETS.SHAPES.IMAGE_SIZE", "64", "INPUT.MIN_SIZE_TRAIN", "(64,)",
-    "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.AUTOAUGMENT.ENABLED", "True", "SUPERNET.LOG_PATHS", "True",
+    "MODEL.DETNAS.WIDTH_MULT",
+    "0.25",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.CONV_DIM",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "SOLVER.WARMUP_ITERS",
+    "0",
+    "SOLVER.MAX_ITER",
+    "4",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "2",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "DATASETS.TEST",
+    "()",
+    "DATASETS.SHAPES.NUM_TRAIN",
+    "12",
+    "DATASETS.SHAPES.IMAGE_SIZE",
+    "64",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "64",
+    "INPUT.AUTOAUGMENT.ENABLED",
+    "True",
+    "SUPERNET.LOG_PATHS",
+    "True",
 ]
 KILL_AT = 3  # the checkpoint after iteration 1 is the last one before the kill: iteration 2 is trained twice
 # train_net.py whose process SIGKILLs itself before iteration $DETNAS_TEST_KILL_AT (loader workers prefetch ahead)
@@ -86,8 +117,16 @@ def train_net(out, data, workers, *extra, kill_at=None):
     program = ["-c", KILLED_TRAIN_NET] if kill_at is not None else [os.path.join(REPO, "train_net.py")]
     if kill_at is not None:
         env["DETNAS_TEST_KILL_AT"] = str(kill_at)
-    args = ["--config-file", os.path.join(REPO, "configs/shapes/supernet_fpn.yaml"), *extra, *SUPERNET_RUN,
-            "DATALOADER.NUM_WORKERS", str(workers), "OUTPUT_DIR", str(out)]
+    args = [
+        "--config-file",
+        os.path.join(REPO, "configs/shapes/supernet_fpn.yaml"),
+        *extra,
+        *SUPERNET_RUN,
+        "DATALOADER.NUM_WORKERS",
+        str(workers),
+        "OUTPUT_DIR",
+        str(out),
+    ]
     return subprocess.run([sys.executable, *program, *args], env=env, capture_output=True, text=True, timeout=600)
 
 

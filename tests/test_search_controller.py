@@ -1,5 +1,6 @@
 """Tests of the PPO-trained LSTM controller strategy: masks keep samples valid, it learns a synthetic optimum that
 random search misses, its state round-trips exactly and a killed search resumes to the uninterrupted result."""
+
 import json
 import os
 import random
@@ -20,21 +21,36 @@ from detnas_d2.search.tokens import CategoricalTokenizer, register_tokenizer, to
 from detnas_d2.space.backbone import BackboneSearchSpace
 from detnas_d2.space.joint import JointSpace
 from detnas_d2.space.neck import NeckSearchSpace
-from tests.test_search_strategies import (CountingEvaluator, SimulatedKill, ToySpace, _search_cfg, run_in_memory,
-                                          toy_cost_range, toy_flops)
+from tests.test_search_strategies import (
+    CountingEvaluator,
+    SimulatedKill,
+    ToySpace,
+    _search_cfg,
+    run_in_memory,
+    toy_cost_range,
+    toy_flops,
+)
 
 register_tokenizer(ToySpace, lambda space: CategoricalTokenizer([space.num_choices] * space.num_genes))
 
 
 def make_controller(space, seed=0, population=20, generations=20, **overrides):
     """A controller with the SEARCH.CONTROLLER defaults (hidden 64, LR 0.02, 10 PPO epochs, decay 0.5)."""
-    return ControllerStrategy(space, population=population, generations=generations, topk=5, seed=seed,
-                              max_random_tries=1000, **overrides)
+    return ControllerStrategy(
+        space, population=population, generations=generations, topk=5, seed=seed, max_random_tries=1000, **overrides
+    )
 
 
-@pytest.mark.parametrize("space", [NeckSearchSpace(7), NeckSearchSpace(5), AutoAugmentPolicySpace(),
-                                   JointSpace({"backbone": BackboneSearchSpace(), "neck": NeckSearchSpace(6)})],
-                         ids=["neck7", "neck5", "autoaug", "joint"])
+@pytest.mark.parametrize(
+    "space",
+    [
+        NeckSearchSpace(7),
+        NeckSearchSpace(5),
+        AutoAugmentPolicySpace(),
+        JointSpace({"backbone": BackboneSearchSpace(), "neck": NeckSearchSpace(6)}),
+    ],
+    ids=["neck7", "neck5", "autoaug", "joint"],
+)
 def test_every_sample_is_valid_and_masks_admit_every_valid_architecture(space):
     strategy = make_controller(space, population=50)
     archs = strategy.propose(lambda arch: True)
@@ -74,8 +90,10 @@ def test_controller_reaches_the_optimum_neighbourhood_where_random_search_does_n
     space = ToySpace()  # 20 positions x 4 choices, fitness = matches with a hidden target
     for seed in range(2):
         ppo, _ = run_in_memory(make_controller(space, seed=seed), flops_limit=0)
-        rnd, _ = run_in_memory(RandomSearchStrategy(space, population=20, generations=20, topk=5, seed=seed,
-                                                    max_random_tries=1000), flops_limit=0)
+        rnd, _ = run_in_memory(
+            RandomSearchStrategy(space, population=20, generations=20, topk=5, seed=seed, max_random_tries=1000),
+            flops_limit=0,
+        )
         assert ppo.n_evaluated == rnd.n_evaluated == 400
         assert ppo.best.fitness >= 17 and rnd.best.fitness <= 13, (seed, ppo.best.fitness, rnd.best.fitness)
 
@@ -102,9 +120,15 @@ def test_state_dict_round_trips_exactly_and_continues_identically():
 def _engine(output_dir, evaluator, **controller):
     """Controller search on the toy space under the toy FLOPs limit: 10 x 4 candidate slots."""
     strategy = make_controller(ToySpace(), population=10, generations=4, **controller)
-    return SearchRunner(strategy.space, strategy, evaluator, metric="bbox/AP", output_dir=output_dir,
-                        constraints=CostConstraints({"flops": toy_flops}, {"flops": 40e6}, cost_range=toy_cost_range),
-                        plot_each_generation=False)
+    return SearchRunner(
+        strategy.space,
+        strategy,
+        evaluator,
+        metric="bbox/AP",
+        output_dir=output_dir,
+        constraints=CostConstraints({"flops": toy_flops}, {"flops": 40e6}, cost_range=toy_cost_range),
+        plot_each_generation=False,
+    )
 
 
 @pytest.fixture(scope="module")

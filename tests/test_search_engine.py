@@ -21,8 +21,8 @@ from detnas_d2.search.constraints import CostConstraints, InfeasibleConstraintEr
 from detnas_d2.search.distributed import run_on_every_rank
 from detnas_d2.search.hooks import PLOT_FILE, SearchHook
 from detnas_d2.search.runner import NoFiniteFitnessError, SearchRunner
-from detnas_d2.search.store import BEST_FILE, LOG_FILE, STATE_FILE, SearchExistsError
 from detnas_d2.search.state import CorruptStateError
+from detnas_d2.search.store import BEST_FILE, LOG_FILE, STATE_FILE, SearchExistsError
 from detnas_d2.search.strategies import EvolutionStrategy
 from tests.test_search_strategies import (
     CountingEvaluator,
@@ -383,7 +383,8 @@ def test_distributed_seam_other_rank_evaluates_the_same_batches(tmp_path, refere
     worker = make_engine(None, worker_evaluator)
     worker_result = []
     thread = threading.Thread(
-        target=lambda: worker_result.append(run_on_every_rank(worker, is_main=False, broadcast=receive)))
+        target=lambda: worker_result.append(run_on_every_rank(worker, is_main=False, broadcast=receive))
+    )
     thread.start()
     main_evaluator = CountingEvaluator(ToySpace())
     result = run_on_every_rank(make_engine(str(tmp_path), main_evaluator, eval_batch_size=3), broadcast=send)
@@ -428,8 +429,11 @@ def test_engine_from_config(tmp_path):
 
 def folder_bytes(folder):
     """Every file of ``folder`` (relative path -> bytes), to show that a refused run changed nothing."""
-    return {os.path.relpath(os.path.join(root, name), folder): read_bytes(os.path.join(root, name))
-            for root, _, names in os.walk(folder) for name in names}
+    return {
+        os.path.relpath(os.path.join(root, name), folder): read_bytes(os.path.join(root, name))
+        for root, _, names in os.walk(folder)
+        for name in names
+    }
 
 
 def test_new_search_where_a_search_is_is_refused_before_writing(tmp_path, reference_run):

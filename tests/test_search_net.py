@@ -1,4 +1,5 @@
 """search_net.py on a tiny trained supernet: BN recalibration, 1 vs 2 processes, resume, export, eval-only parity."""
+
 import json
 import os
 
@@ -60,8 +61,22 @@ def test_search_two_processes_equal_one_and_eval_only_matches(tiny_supernet, tmp
     monkeypatch.setenv("DETNAS_DATA", data)
     outs = {n: str(tmp_path / f"search{n}") for n in (1, 2)}
     for n, out in outs.items():
-        search_net.cli(["--config-file", SEARCH_CONFIG, "--num-gpus", str(n), "--dist-url", "auto",
-                        *SUPERNET_TINY, *SEARCH_TINY, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out])
+        search_net.cli(
+            [
+                "--config-file",
+                SEARCH_CONFIG,
+                "--num-gpus",
+                str(n),
+                "--dist-url",
+                "auto",
+                *SUPERNET_TINY,
+                *SEARCH_TINY,
+                "MODEL.WEIGHTS",
+                weights,
+                "OUTPUT_DIR",
+                out,
+            ]
+        )
     one, two = _log(outs[1]), _log(outs[2])
     assert len(one) >= 6 and _comparable(one) == _comparable(two)
     assert len({json.dumps(e["arch"]) for e in one}) == len(one)  # nothing evaluated twice
@@ -73,15 +88,38 @@ def test_search_two_processes_equal_one_and_eval_only_matches(tiny_supernet, tmp
 
     # the log's AP of a candidate = train_net.py --eval-only of that fixed architecture with supernet weights
     entry = one[-1]
-    results = train_net.cli([
-        "--config-file", SEARCH_CONFIG, "--eval-only", *SUPERNET_TINY, "MODEL.WEIGHTS", weights,
-        "MODEL.DETNAS.ARCH", ",".join(map(str, entry["arch"])), "SUPERNET.EVAL.RECALIBRATE_FIXED", "True",
-        "DATASETS.TEST", "('shapes_search',)", "OUTPUT_DIR", str(tmp_path / "eval")])
+    results = train_net.cli(
+        [
+            "--config-file",
+            SEARCH_CONFIG,
+            "--eval-only",
+            *SUPERNET_TINY,
+            "MODEL.WEIGHTS",
+            weights,
+            "MODEL.DETNAS.ARCH",
+            ",".join(map(str, entry["arch"])),
+            "SUPERNET.EVAL.RECALIBRATE_FIXED",
+            "True",
+            "DATASETS.TEST",
+            "('shapes_search',)",
+            "OUTPUT_DIR",
+            str(tmp_path / "eval"),
+        ]
+    )
     assert results["bbox"]["AP"] == pytest.approx(entry["metrics"]["bbox/AP"], abs=1e-9)
 
     # the exported config + weights reproduce the best candidate's AP without recalibrating again
-    results = train_net.cli(["--config-file", os.path.join(outs[1], "best_config.yaml"), "--eval-only",
-                             "DATASETS.TEST", "('shapes_search',)", "OUTPUT_DIR", str(tmp_path / "eval_best")])
+    results = train_net.cli(
+        [
+            "--config-file",
+            os.path.join(outs[1], "best_config.yaml"),
+            "--eval-only",
+            "DATASETS.TEST",
+            "('shapes_search',)",
+            "OUTPUT_DIR",
+            str(tmp_path / "eval_best"),
+        ]
+    )
     assert results["bbox"]["AP"] == pytest.approx(best["fitness"], abs=1e-9)
 
     # search progress as detectron2 events: one JSON line and TensorBoard step per generation
@@ -93,8 +131,19 @@ def test_search_two_processes_equal_one_and_eval_only_matches(tiny_supernet, tmp
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(outs[1]))
 
     # resuming a finished search evaluates nothing again
-    search_net.cli(["--config-file", SEARCH_CONFIG, "--resume", *SUPERNET_TINY, *SEARCH_TINY,
-                    "MODEL.WEIGHTS", weights, "OUTPUT_DIR", outs[1]])
+    search_net.cli(
+        [
+            "--config-file",
+            SEARCH_CONFIG,
+            "--resume",
+            *SUPERNET_TINY,
+            *SEARCH_TINY,
+            "MODEL.WEIGHTS",
+            weights,
+            "OUTPUT_DIR",
+            outs[1],
+        ]
+    )
     assert _log(outs[1]) == one
 
 
@@ -102,8 +151,20 @@ def test_controller_search_runs_end_to_end_and_resumes(tiny_supernet, tmp_path, 
     data, weights = tiny_supernet
     monkeypatch.setenv("DETNAS_DATA", data)
     out = str(tmp_path / "controller")
-    args = ["--config-file", SEARCH_CONFIG, *SUPERNET_TINY, *SEARCH_TINY, "SEARCH.STRATEGY", "controller",
-            "SEARCH.CONTROLLER.HIDDEN_SIZE", "16", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out]
+    args = [
+        "--config-file",
+        SEARCH_CONFIG,
+        *SUPERNET_TINY,
+        *SEARCH_TINY,
+        "SEARCH.STRATEGY",
+        "controller",
+        "SEARCH.CONTROLLER.HIDDEN_SIZE",
+        "16",
+        "MODEL.WEIGHTS",
+        weights,
+        "OUTPUT_DIR",
+        out,
+    ]
     search_net.cli(args)
     log = _log(out)
     assert len(log) == 8 and len({json.dumps(e["arch"]) for e in log}) == 8
@@ -145,15 +206,53 @@ def test_controller_searches_a_joint_backbone_and_nasfpn_neck_space(tiny_superne
     monkeypatch.setenv("DETNAS_DATA", data)
     tiny = [*SUPERNET_TINY_DATA, "MODEL.NASFPN.CHANNELS", "16", "MODEL.NASFPN.NUM_REPEATS", "1"]  # a narrow neck
     train = str(tmp_path / "train")
-    train_net.cli(["--config-file", os.path.join(SHAPES, "supernet_nasfpn_retinanet.yaml"), *tiny,
-                   "SOLVER.MAX_ITER", "10", "SOLVER.IMS_PER_BATCH", "4", "SOLVER.WARMUP_ITERS", "2", "SOLVER.STEPS",
-                   "()", "DATASETS.TEST", "()", "OUTPUT_DIR", train])
+    train_net.cli(
+        [
+            "--config-file",
+            os.path.join(SHAPES, "supernet_nasfpn_retinanet.yaml"),
+            *tiny,
+            "SOLVER.MAX_ITER",
+            "10",
+            "SOLVER.IMS_PER_BATCH",
+            "4",
+            "SOLVER.WARMUP_ITERS",
+            "2",
+            "SOLVER.STEPS",
+            "()",
+            "DATASETS.TEST",
+            "()",
+            "OUTPUT_DIR",
+            train,
+        ]
+    )
     out = str(tmp_path / "search")
-    search_net.cli(["--config-file", os.path.join(SHAPES, "search_nasfpn.yaml"), *tiny,
-                    "SEARCH.STRATEGY", "controller", "MODEL.DETNAS.ARCH", "", "SEARCH.FLOPS_LIMIT", "0.0",
-                    "SEARCH.POPULATION", "3", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "2", "SEARCH.NUM_MUTATION", "1",
-                    "SEARCH.NUM_CROSSOVER", "1", "MODEL.WEIGHTS", os.path.join(train, "model_final.pth"),
-                    "OUTPUT_DIR", out])
+    search_net.cli(
+        [
+            "--config-file",
+            os.path.join(SHAPES, "search_nasfpn.yaml"),
+            *tiny,
+            "SEARCH.STRATEGY",
+            "controller",
+            "MODEL.DETNAS.ARCH",
+            "",
+            "SEARCH.FLOPS_LIMIT",
+            "0.0",
+            "SEARCH.POPULATION",
+            "3",
+            "SEARCH.GENERATIONS",
+            "2",
+            "SEARCH.TOPK",
+            "2",
+            "SEARCH.NUM_MUTATION",
+            "1",
+            "SEARCH.NUM_CROSSOVER",
+            "1",
+            "MODEL.WEIGHTS",
+            os.path.join(train, "model_final.pth"),
+            "OUTPUT_DIR",
+            out,
+        ]
+    )
     log = _log(out)
     assert len(log) == 6 and all(set(e["arch"]) == {"backbone", "neck"} for e in log)
     assert all(sorted(cell[2] for cell in e["arch"]["neck"][-5:]) == [3, 4, 5, 6, 7] for e in log)

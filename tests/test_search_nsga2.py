@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 from matplotlib.image import imread
 
-from detnas_d2.cli.search import build_parser, with_export_rank
 from detnas_d2.cli.defaults import parse_command_line
+from detnas_d2.cli.search import build_parser, with_export_rank
 from detnas_d2.search.build import build_search_strategy
 from detnas_d2.search.config import validate_search_config
 from detnas_d2.search.constraints import CostConstraints
@@ -62,12 +62,30 @@ def true_front():
 def make_engine(output_dir=None, evaluator=None, seed=0, generations=12, cost_limit=0.0, **kwargs):
     """NSGA-II on the toy space: population 24, 8 mutation + 8 crossover children per generation."""
     space = ToySpace(NUM_GENES, NUM_CHOICES)
-    strategy = NSGA2Strategy(space, objective_cost="latency", population=24, generations=generations, topk=4,
-                             num_mutation=8, num_crossover=8, mutation_prob=0.2, seed=seed, max_tries_factor=10,
-                             max_random_tries=1000)
+    strategy = NSGA2Strategy(
+        space,
+        objective_cost="latency",
+        population=24,
+        generations=generations,
+        topk=4,
+        num_mutation=8,
+        num_crossover=8,
+        mutation_prob=0.2,
+        seed=seed,
+        max_tries_factor=10,
+        max_random_tries=1000,
+    )
     constraints = CostConstraints({"latency": toy_cost}, {"latency": cost_limit})  # any cost name works
-    return SearchRunner(space, strategy, evaluator or ToyEvaluator(), metric="bbox/AP", constraints=constraints,
-                        output_dir=output_dir, plot_each_generation=False, **kwargs)
+    return SearchRunner(
+        space,
+        strategy,
+        evaluator or ToyEvaluator(),
+        metric="bbox/AP",
+        constraints=constraints,
+        output_dir=output_dir,
+        plot_each_generation=False,
+        **kwargs,
+    )
 
 
 def test_dominance_fronts_crowding_and_survival_on_hand_points():
@@ -89,7 +107,7 @@ def test_final_front_equals_the_true_front_of_the_toy_problem():
     evaluator = ToyEvaluator()
     result = make_engine(evaluator=evaluator).run()
     assert {c.key for c in result.front} == expected
-    assert len(evaluator.evaluated) < NUM_CHOICES ** NUM_GENES / 3  # found without enumerating the space
+    assert len(evaluator.evaluated) < NUM_CHOICES**NUM_GENES / 3  # found without enumerating the space
     costs = [c.costs["latency"] for c in result.front]
     assert costs == sorted(costs)
     assert [c.fitness for c in result.front] == sorted(c.fitness for c in result.front)  # a front: both rise
@@ -166,8 +184,9 @@ def test_config_builds_nsga2_and_errors_name_the_key():
     strategy = build_search_strategy(cfg, ToySpace())
     assert isinstance(strategy, NSGA2Strategy) and strategy.settings()["SEARCH.OBJECTIVE_COST"] == "params"
     with pytest.raises(ValueError, match=r"SEARCH.OBJECTIVE_COST = 'params' is invalid: .*\['flops'\]"):
-        SearchRunner(ToySpace(), strategy, ToyEvaluator(), metric="bbox/AP",
-                     constraints=CostConstraints({"flops": toy_cost}))
+        SearchRunner(
+            ToySpace(), strategy, ToyEvaluator(), metric="bbox/AP", constraints=CostConstraints({"flops": toy_cost})
+        )
     with pytest.raises(ValueError, match=r"SEARCH.EXPORT_RANK = 0 is invalid: needs SEARCH.STRATEGY 'nsga2'"):
         validate_search_config(_search_cfg(EXPORT_RANK=0))
     with pytest.raises(ValueError, match=r"SEARCH.EXPORT_RANK = -2 is invalid"):

@@ -1,5 +1,6 @@
 """search_net.py keeps what a folder holds: refused runs write nothing, --overwrite moves a search aside, one run
 per OUTPUT_DIR, supernet weights checked before the first candidate, an unreadable state rebuilt from the log."""
+
 import glob
 import json
 import logging
@@ -19,21 +20,33 @@ from detectron2.modeling import build_model
 
 import detnas_d2  # noqa: F401
 import search_net
+from detnas_d2.cli.defaults import load_cfg, parse_command_line
 from detnas_d2.cli.search import build_parser
 from detnas_d2.config import add_detnas_config
-from detnas_d2.cli.defaults import load_cfg, parse_command_line
 from detnas_d2.engine.output_lock import LOCK_FILE, OutputDirLock
+from detnas_d2.parts.model import model_search_space
 from detnas_d2.search.constraints import InfeasibleConstraintError
+from detnas_d2.search.launcher import build_cost_fns
 from detnas_d2.search.runner import NoFiniteFitnessError
 from detnas_d2.search.store import SearchExistsError
-from detnas_d2.search.launcher import build_cost_fns
-from detnas_d2.parts.model import model_search_space
 from presets import REPO, SEARCH_CONFIG, STOCK_CONFIG, SUPERNET_TINY
 from test_search_engine import folder_bytes
 
 SMALL = [
-    "DATASETS.SHAPES.NUM_SEARCH", "4", "SEARCH.POPULATION", "2", "SEARCH.GENERATIONS", "2", "SEARCH.TOPK", "1",
-    "SEARCH.NUM_MUTATION", "1", "SEARCH.NUM_CROSSOVER", "0", "SEARCH.FLOPS_LIMIT", "30e6",
+    "DATASETS.SHAPES.NUM_SEARCH",
+    "4",
+    "SEARCH.POPULATION",
+    "2",
+    "SEARCH.GENERATIONS",
+    "2",
+    "SEARCH.TOPK",
+    "1",
+    "SEARCH.NUM_MUTATION",
+    "1",
+    "SEARCH.NUM_CROSSOVER",
+    "0",
+    "SEARCH.FLOPS_LIMIT",
+    "30e6",
 ]
 
 
@@ -59,8 +72,7 @@ def supernet(tmp_path_factory):
 
 
 def _argv(weights, out, *extra):
-    return ["--config-file", SEARCH_CONFIG, *SUPERNET_TINY, *SMALL, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out,
-            *extra]
+    return ["--config-file", SEARCH_CONFIG, *SUPERNET_TINY, *SMALL, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", out, *extra]
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +129,9 @@ def test_a_second_search_into_a_running_search_folder_fails_naming_the_holder(su
     data, weights = supernet
     out = str(tmp_path / "busy")
     command, options = _search_process(data, _argv(weights, out, "SEARCH.GENERATIONS", "200"))
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                             **options)
+    first = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, **options
+    )
     try:
         log = os.path.join(out, "search_log.jsonl")
         deadline = time.time() + 300
@@ -135,17 +148,26 @@ def test_a_second_search_into_a_running_search_folder_fails_naming_the_holder(su
         pass
 
 
-@pytest.mark.parametrize("checkpoint, message", [
-    ("", "MODEL.WEIGHTS is empty: the search would score paths of a randomly initialised supernet"),
-    ("stock", r"does not provide \d+ of the \d+ tensors .* no weights of the supernet \(a stock ResNet"
-              r"|backbone tensors do not fit this model: 'backbone\.fpn_lateral2\.weight' is \(16, 64, 1, 1\)"),
-    ("wider", "(?i)width"),
-], ids=["empty", "stock-resnet", "other-width"])
+@pytest.mark.parametrize(
+    "checkpoint, message",
+    [
+        ("", "MODEL.WEIGHTS is empty: the search would score paths of a randomly initialised supernet"),
+        (
+            "stock",
+            r"does not provide \d+ of the \d+ tensors .* no weights of the supernet \(a stock ResNet"
+            r"|backbone tensors do not fit this model: 'backbone\.fpn_lateral2\.weight' is \(16, 64, 1, 1\)",
+        ),
+        ("wider", "(?i)width"),
+    ],
+    ids=["empty", "stock-resnet", "other-width"],
+)
 def test_search_refuses_weights_that_do_not_fit_the_supernet(supernet, tmp_path, monkeypatch, checkpoint, message):
     monkeypatch.setenv("DETNAS_DATA", supernet[0])
-    path = {"": "",
-            "stock": lambda: _save_model(str(tmp_path / "r18.pth"), STOCK_CONFIG, ["MODEL.RESNETS.DEPTH", "18"]),
-            "wider": lambda: _save_model(str(tmp_path / "wide.pth"), overrides=["MODEL.DETNAS.WIDTH_MULT", "0.5"])}
+    path = {
+        "": "",
+        "stock": lambda: _save_model(str(tmp_path / "r18.pth"), STOCK_CONFIG, ["MODEL.RESNETS.DEPTH", "18"]),
+        "wider": lambda: _save_model(str(tmp_path / "wide.pth"), overrides=["MODEL.DETNAS.WIDTH_MULT", "0.5"]),
+    }
     weights = path[checkpoint]() if checkpoint else ""
     out = str(tmp_path / "out")
     with pytest.raises(Exception, match=message):
@@ -164,8 +186,9 @@ def test_search_without_a_finite_fitness_fails_and_exports_nothing(supernet, tmp
 
 @pytest.mark.unit
 def test_held_out_split_wins_over_the_configs_search_dataset(supernet, caplog):
-    args = parse_command_line(build_parser(), ["--config-file", SEARCH_CONFIG, *SUPERNET_TINY,
-                                                          "DATASETS.SEARCH_HOLDOUT.SIZE", "4"])
+    args = parse_command_line(
+        build_parser(), ["--config-file", SEARCH_CONFIG, *SUPERNET_TINY, "DATASETS.SEARCH_HOLDOUT.SIZE", "4"]
+    )
     with caplog.at_level(logging.WARNING):
         cfg = load_cfg(args)
     assert cfg.SEARCH.DATASET == "shapes_train_search" and cfg.DATASETS.TRAIN == ("shapes_train_minus_search",)

@@ -292,7 +292,11 @@ def test_add_search_config_defaults_and_idempotence():
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("STRATEGY", "annealing", "SEARCH.STRATEGY = 'annealing' is invalid: must be one of ('evolution', 'nsga2', 'random', 'controller')"),
+        (
+            "STRATEGY",
+            "annealing",
+            "SEARCH.STRATEGY = 'annealing' is invalid: must be one of ('evolution', 'nsga2', 'random', 'controller')",
+        ),
         ("POPULATION", 0, "SEARCH.POPULATION = 0 is invalid: must be an integer >= 1"),
         ("NUM_MUTATION", 40, "NUM_MUTATION + NUM_CROSSOVER (40 + 20) must not exceed POPULATION (50)"),
         ("MUTATION_PROB", 1.5, "SEARCH.MUTATION_PROB = 1.5 is invalid: must be a number in [0, 1]"),

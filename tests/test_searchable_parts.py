@@ -1,4 +1,5 @@
 """The searchable-part protocol: the registry behind SEARCH.SPACE, and what each part writes into a config."""
+
 import random
 
 import pytest
@@ -6,7 +7,7 @@ from detectron2.config import get_cfg
 
 from detnas_d2.config import add_detnas_config
 from detnas_d2.data.autoaugment import AutoAugmentPolicySpace
-from detnas_d2.parts import get_part, part_archs, part_names, parse_space
+from detnas_d2.parts import get_part, parse_space, part_archs, part_names
 from detnas_d2.search.config import validate_search_config
 from detnas_d2.space.backbone import parse_architecture
 from detnas_d2.space.neck import NASFPN_ARCH, resolve_neck_arch
@@ -22,8 +23,11 @@ def test_space_lists_registered_parts():
     assert part_names() == ["autoaug", "backbone", "neck"]
     assert parse_space("") == [] and parse_space(" backbone, neck ,autoaug") == ["backbone", "neck", "autoaug"]
     for bad in ("head", "neck,neck", "backbone;neck"):
-        with pytest.raises(ValueError, match=rf"cfg.SEARCH.SPACE = '{bad}' is invalid: must be comma-separated part "
-                                             r"names from \['autoaug', 'backbone', 'neck'\]"):
+        with pytest.raises(
+            ValueError,
+            match=rf"cfg.SEARCH.SPACE = '{bad}' is invalid: must be comma-separated part "
+            r"names from \['autoaug', 'backbone', 'neck'\]",
+        ):
             parse_space(bad)
     assert part_archs(["neck"], [1]) == {"neck": [1]}
     assert part_archs(["backbone", "neck"], {"backbone": [0], "neck": [1]}) == {"backbone": [0], "neck": [1]}
@@ -49,6 +53,7 @@ def test_search_space_validation_names_the_key():
     validate_search_config(_cfg("SEARCH.SPACE", ""))
     with pytest.raises(ValueError, match="cfg.SEARCH.SPACE = 'nas' is invalid"):
         validate_search_config(_cfg("SEARCH.SPACE", "nas"))
-    with pytest.raises(ValueError, match="cfg.SEARCH.EVALUATOR = 'one_shot' is invalid: SEARCH.SPACE 'autoaug' needs "
-                                         "'proxy'"):
+    with pytest.raises(
+        ValueError, match="cfg.SEARCH.EVALUATOR = 'one_shot' is invalid: SEARCH.SPACE 'autoaug' needs 'proxy'"
+    ):
         validate_search_config(_cfg("SEARCH.SPACE", "autoaug"))

@@ -1,4 +1,5 @@
 """The embedded shapes dataset: determinism, disjoint splits, valid boxes, COCO loading, atomic generation."""
+
 import hashlib
 import json
 import os

@@ -1,5 +1,6 @@
 """Property tests (hypothesis) of every search space: whatever the seeds and the mutation probability, a sampled,
 mutated or crossed-over architecture is valid, already canonical, and a crossover takes each gene from a parent."""
+
 import random
 
 import pytest
@@ -75,4 +76,4 @@ def test_neck_crossover_takes_every_intermediate_cell_from_a_parent(seed):
             assert cell in (a[index], b[index])
         else:
             assert any(cell[:2] + cell[3:] == parent[index][:2] + parent[index][3:] for parent in (a, b))
-    assert sorted(cell[2] for cell in child[space.first_output_cell:]) == [3, 4, 5, 6, 7]
+    assert sorted(cell[2] for cell in child[space.first_output_cell :]) == [3, 4, 5, 6, 7]

@@ -4,6 +4,7 @@ step, fits one fixed batch of shapes crops, and paths it never saw together clas
 With independent candidates (the DetNAS reference parametrisation) this stays at the chance loss ln(5) for
 thousands of steps; the kernel-shared, zero-initialised supernet of ``configs/shapes`` fits it in about 100.
 """
+
 import glob
 import math
 import os

@@ -1,4 +1,5 @@
 """One-shot supernet training: identical paths on every rank, untouched unsampled candidates, exact resume."""
+
 import json
 import os
 import re
@@ -16,10 +17,24 @@ from interrupted_run import run_with_kill
 from presets import SUPERNET_CONFIG
 
 TINY = [
-    "MODEL.DETNAS.WIDTH_MULT", "0.25", "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.CONV_DIM", "16",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "SOLVER.WEIGHT_DECAY", "0.01", "SOLVER.MOMENTUM", "0.9",
-    "SOLVER.WARMUP_ITERS", "0", "SOLVER.BASE_LR", "0.05",
-    "MODEL.DETNAS.WEIGHT_SHARING", "none",  # independent candidates: each one off the path must stay bit-identical
+    "MODEL.DETNAS.WIDTH_MULT",
+    "0.25",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.CONV_DIM",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "SOLVER.WEIGHT_DECAY",
+    "0.01",
+    "SOLVER.MOMENTUM",
+    "0.9",
+    "SOLVER.WARMUP_ITERS",
+    "0",
+    "SOLVER.BASE_LR",
+    "0.05",
+    "MODEL.DETNAS.WEIGHT_SHARING",
+    "none",  # independent candidates: each one off the path must stay bit-identical
 ]
 CANDIDATE = re.compile(r"\.blocks\.(\d+)\.choices\.(\d+)\.")
 
@@ -48,11 +63,33 @@ def _train_and_check(out, data_root, iters):
     os.environ["DETNAS_DATA"] = data_root
     cfg = add_detnas_config(get_cfg())
     cfg.merge_from_file(SUPERNET_CONFIG)
-    cfg.merge_from_list(TINY + [
-        "SOLVER.MAX_ITER", str(iters), "SOLVER.IMS_PER_BATCH", str(2 * comm.get_world_size()),
-        "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()", "SUPERNET.LOG_PATHS", "True",
-        "DATASETS.SHAPES.NUM_TRAIN", "16", "DATASETS.SHAPES.IMAGE_SIZE", "64", "INPUT.MIN_SIZE_TRAIN", "(64,)",
-        "INPUT.MAX_SIZE_TRAIN", "64", "OUTPUT_DIR", out])
+    cfg.merge_from_list(
+        TINY
+        + [
+            "SOLVER.MAX_ITER",
+            str(iters),
+            "SOLVER.IMS_PER_BATCH",
+            str(2 * comm.get_world_size()),
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "TEST.EVAL_PERIOD",
+            "0",
+            "DATASETS.TEST",
+            "()",
+            "SUPERNET.LOG_PATHS",
+            "True",
+            "DATASETS.SHAPES.NUM_TRAIN",
+            "16",
+            "DATASETS.SHAPES.IMAGE_SIZE",
+            "64",
+            "INPUT.MIN_SIZE_TRAIN",
+            "(64,)",
+            "INPUT.MAX_SIZE_TRAIN",
+            "64",
+            "OUTPUT_DIR",
+            out,
+        ]
+    )
     trainer = Trainer(cfg)
     check = UnsampledCandidatesCheck()
     trainer.register_hooks([check])

@@ -1,4 +1,5 @@
 """Kernel sharing between supernet candidates and zero-initialised block outputs (detnas_d2.nn.sharing)."""
+
 import random
 
 import pytest

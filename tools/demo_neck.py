@@ -7,6 +7,7 @@ configs/shapes/supernet_nasfpn_retinanet.yaml); (2) score a few neck paths on it
 recalibrated, bbox AP on shapes_search) and their whole-detector FLOPs; (3) run the short evolutionary neck search
 of configs/shapes/search_nasfpn.yaml; (4) print the best neck architecture, its AP and detector FLOPs.
 """
+
 import argparse
 import json
 import os
@@ -18,9 +19,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from detectron2.config import get_cfg  # noqa: E402
+
 import search_net  # noqa: E402
 import train_net  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 from detnas_d2.config import add_detnas_config  # noqa: E402
 from detnas_d2.data.datasets import register_from_config  # noqa: E402
 from detnas_d2.engine import Trainer  # noqa: E402
@@ -37,18 +39,30 @@ SEARCH_CONFIG = os.path.join(REPO, "configs", "shapes", "search_nasfpn.yaml")
 
 def train_supernet(output_dir: str, iters: int) -> str:
     """Stage 1: train the joint supernet for ``iters`` iterations (decays at 2/3 and 8/9); its checkpoint path."""
-    train_net.cli([
-        "--config-file", SUPERNET_CONFIG, "SOLVER.MAX_ITER", str(iters),
-        "SOLVER.STEPS", f"({iters * 2 // 3}, {iters * 8 // 9})", "DATASETS.TEST", "()", "OUTPUT_DIR", output_dir,
-    ])
+    train_net.cli(
+        [
+            "--config-file",
+            SUPERNET_CONFIG,
+            "SOLVER.MAX_ITER",
+            str(iters),
+            "SOLVER.STEPS",
+            f"({iters * 2 // 3}, {iters * 8 // 9})",
+            "DATASETS.TEST",
+            "()",
+            "OUTPUT_DIR",
+            output_dir,
+        ]
+    )
     return os.path.join(output_dir, "model_final.pth")
 
 
 def format_neck(arch) -> str:
     """One line per cell: output node, inputs, level, op (pool nodes 0-4 are the block inputs P3-P7)."""
     first_output = len(arch) - NUM_OUTPUT_CELLS
-    return "\n".join(f"    node {NUM_INPUTS + i}: P{level} = {op}(node {a}, node {b})"
-                     + ("  [output]" if i >= first_output else "") for i, (a, b, level, op) in enumerate(arch))
+    return "\n".join(
+        f"    node {NUM_INPUTS + i}: P{level} = {op}(node {a}, node {b})" + ("  [output]" if i >= first_output else "")
+        for i, (a, b, level, op) in enumerate(arch)
+    )
 
 
 def score_neck_paths(weights: str, num_random: int, seed: int) -> list:
@@ -85,9 +99,13 @@ def main():
     parser.add_argument("--iters", type=int, default=900, help="supernet training iterations")
     parser.add_argument("--num-random-paths", type=int, default=2, help="random necks scored besides NAS-FPN")
     parser.add_argument("--weights", default="", help="an already trained joint supernet: skip stage 1")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (1: the data-loader worker keeps the other core, and OpenMP "
-                             "threads slow down many-fold when the cores are shared)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (1: the data-loader worker keeps the other core, and OpenMP "
+        "threads slow down many-fold when the cores are shared)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.time()
@@ -102,13 +120,16 @@ def main():
 
     mark = time.time()
     search_dir = os.path.join(args.output_dir, "search")
-    result = search_net.cli(["--config-file", SEARCH_CONFIG, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", search_dir,
-                             "--overwrite"])  # a rerun searches the new supernet; the old search moves aside
+    result = search_net.cli(
+        ["--config-file", SEARCH_CONFIG, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", search_dir, "--overwrite"]
+    )  # a rerun searches the new supernet; the old search moves aside
     stage_times["neck search"] = time.time() - mark
 
     print("\n=== NAS-FPN neck search demo (shapes, CPU) ===")
-    print("neck paths of the trained supernet (COCO bbox AP in %, shapes_search, BN recalibrated; detector FLOPs at "
-          "128x128):")
+    print(
+        "neck paths of the trained supernet (COCO bbox AP in %, shapes_search, BN recalibrated; detector FLOPs at "
+        "128x128):"
+    )
     for name, _, ap, cost in scored:
         print(f"  {name:22s} AP {ap:6.2f}   {cost / 1e6:7.2f} M multiply-adds")
     best = result.best

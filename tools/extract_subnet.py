@@ -8,6 +8,7 @@ Example:
     python tools/extract_subnet.py output/supernet/model_final.pth --arch COCO-FPN-300M \
         --output coco_fpn_300m_inherited.pth
 """
+
 import argparse
 import sys
 
@@ -24,8 +25,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--arch",
         required=True,
-        help="architecture: registered name (%s), compact string '2120-2112-33130031-3132' or '2,1,2,0,...'"
-        % ", ".join(list_architectures()),
+        help=f"architecture: registered name ({', '.join(list_architectures())}), "
+        "compact string '2120-2112-33130031-3132' or '2,1,2,0,...'",
     )
     parser.add_argument("--space", choices=["small", "large"], default=None, help="space of a list/string --arch")
     parser.add_argument("--output", "-o", required=True, help="where to write the subnet checkpoint (.pth)")

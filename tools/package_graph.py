@@ -3,10 +3,11 @@
 ``python tools/package_graph.py [OUT.png]`` draws the sub-package graph (default ``docs/package_graph.png``);
 ``tests/test_package_graph.py`` uses the same functions to assert that neither graph has a cycle.
 """
+
 import ast
 import os
 import sys
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Set
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "detnas_d2"
@@ -76,17 +77,17 @@ def subpackage_imports(graph: Dict[str, Set[str]]) -> Dict[str, Set[str]]:
     return collapsed
 
 
-def find_cycle(graph: Dict[str, Set[str]]) -> Optional[List[str]]:
+def find_cycle(graph: Dict[str, Set[str]]) -> List[str] | None:
     """One cycle of ``graph`` as a list of nodes ``[a, b, ..., a]``, or None for a DAG (depth-first search)."""
     state: Dict[str, int] = {}  # 1 = on the current path, 2 = done
     path: List[str] = []
 
-    def visit(node: str) -> Optional[List[str]]:
+    def visit(node: str) -> List[str] | None:
         state[node] = 1
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state:
                 cycle = visit(nxt)
                 if cycle:
@@ -129,16 +130,28 @@ def draw(graph: Dict[str, Set[str]], path: str) -> None:
     for node in sorted(layer, key=lambda n: (layer[n], n)):
         rows.setdefault(layer[node], []).append(node)
     width = max(len(row) for row in rows.values())
-    position = {node: ((i + 0.5) * width / len(row), level) for level, row in rows.items()
-                for i, node in enumerate(row)}
+    position = {
+        node: ((i + 0.5) * width / len(row), level) for level, row in rows.items() for i, node in enumerate(row)
+    }
     fig, ax = plt.subplots(figsize=(max(1.6 * width + 1, 7.5), 1.1 * len(rows) + 0.5))
     for source, targets in graph.items():
         for target in targets:
-            ax.annotate("", xy=position[target], xytext=position[source],
-                        arrowprops=dict(arrowstyle="->", color="0.55", lw=0.8, shrinkA=12, shrinkB=12))
+            ax.annotate(
+                "",
+                xy=position[target],
+                xytext=position[source],
+                arrowprops=dict(arrowstyle="->", color="0.55", lw=0.8, shrinkA=12, shrinkB=12),
+            )
     for node, (x, y) in position.items():
-        ax.text(x, y, node, ha="center", va="center", fontsize=10,
-                bbox=dict(boxstyle="round,pad=0.35", facecolor="#dce9f5", edgecolor="#4a6f94"))
+        ax.text(
+            x,
+            y,
+            node,
+            ha="center",
+            va="center",
+            fontsize=10,
+            bbox=dict(boxstyle="round,pad=0.35", facecolor="#dce9f5", edgecolor="#4a6f94"),
+        )
     ax.set_xlim(-0.2, width + 0.2)
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.axis("off")

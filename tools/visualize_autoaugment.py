@@ -45,7 +45,8 @@ def parse_args(argv=None):
 
 
 def setup_cfg(args):
-    """detectron2 defaults + detnas_d2 keys + the config file + command-line overrides; the built-in datasets registered."""
+    """detectron2 defaults + detnas_d2 keys + the config file + command-line overrides; the built-in datasets
+    registered."""
     cfg = get_cfg()
     add_detnas_config(cfg)
     merge_from_file(cfg, args.config_file)

@@ -1,5 +1,6 @@
 """Command-line setup shared by train_net.py, search_net.py and the pipeline: arguments, config, logging, seeds,
 datasets, and the lock on OUTPUT_DIR."""
+
 import contextlib
 import functools
 
@@ -15,8 +16,10 @@ from ..data.registration import add_command_line_datasets, add_registration_argu
 from ..engine.output_lock import OutputDirLock
 
 #: how the trailing overrides and the options may be mixed (shown by ``-h``)
-USAGE_NOTE = ("Options (--resume, --num-gpus N, --register-coco ...) may stand before, between or after the "
-              "KEY VALUE overrides, in KEY positions.")
+USAGE_NOTE = (
+    "Options (--resume, --num-gpus N, --register-coco ...) may stand before, between or after the "
+    "KEY VALUE overrides, in KEY positions."
+)
 
 
 def argument_parser(epilog=None):
@@ -32,8 +35,10 @@ def _num_values(parser, token: str) -> int:
     """How many values follow the option ``token`` (``--opt=value`` carries its own)."""
     action = parser._option_string_actions.get(token.split("=", 1)[0])
     if action is None:
-        parser.error(f"unknown option {token} among the KEY VALUE overrides; options: "
-                     f"{', '.join(sorted(parser._option_string_actions))}")
+        parser.error(
+            f"unknown option {token} among the KEY VALUE overrides; options: "
+            f"{', '.join(sorted(parser._option_string_actions))}"
+        )
     if "=" in token:
         return 0
     if action.nargs is None:
@@ -49,10 +54,10 @@ def split_overrides(parser, opts):
     while i < len(opts):
         if opts[i].startswith("-"):
             n = 1 + _num_values(parser, opts[i])
-            options += opts[i:i + n]
+            options += opts[i : i + n]
         else:
             n = 2
-            overrides += opts[i:i + n]
+            overrides += opts[i : i + n]
         i += n
     if len(overrides) % 2:
         parser.error(f"the override {overrides[-1]!r} has no value: overrides are KEY VALUE pairs")
@@ -105,9 +110,14 @@ def launch_main(main, args, output_dir: str = ""):
     with output_lock(args, output_dir) if output_dir else contextlib.nullcontext():
         if args.num_gpus * args.num_machines == 1:
             return main(args)
-        return launch(functools.partial(_main_then_leave_together, main), args.num_gpus,
-                      num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url,
-                      args=(args,))
+        return launch(
+            functools.partial(_main_then_leave_together, main),
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
 
 
 def _main_then_leave_together(main, args):

@@ -8,15 +8,16 @@ AutoAugment). Same command line as detectron2's tools/train_net.py, plus ``--reg
 
 The launching process holds the lock of OUTPUT_DIR for the whole run: a second run into the same folder fails.
 """
+
 import json
 
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from ..engine import Trainer
-from .defaults import argument_parser, launch_main, load_cfg, parse_command_line, setup_cfg
 from ..modeling.checkpoint import DetNASCheckpointer
 from ..search.state import atomic_write
+from .defaults import argument_parser, launch_main, load_cfg, parse_command_line, setup_cfg
 
 
 def main(args):
@@ -37,8 +38,12 @@ def main(args):
 
 def build_parser():
     parser = argument_parser()
-    parser.add_argument("--save-results", default="", metavar="FILE",
-                        help="with --eval-only: also write the evaluation results to FILE (JSON)")
+    parser.add_argument(
+        "--save-results",
+        default="",
+        metavar="FILE",
+        help="with --eval-only: also write the evaluation results to FILE (JSON)",
+    )
     return parser
 
 

@@ -1,4 +1,5 @@
 """Cost models: FLOPs (multiply-adds) and parameter counts of candidate architectures."""
+
 from .flops import (
     BackboneCostModel,
     Cost,

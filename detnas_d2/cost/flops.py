@@ -11,9 +11,10 @@ input size, by running the real modules of :mod:`detnas_d2.nn` on shape-only ("m
 so costing a candidate is a few additions. The fvcore functions count a built model instead;
 tests check that both agree exactly.
 """
+
 import functools
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -101,7 +102,7 @@ class BackboneCostModel:
         self,
         space: str = "small",
         width_mult: float = 1.0,
-        layout: Optional[BackboneLayout] = None,
+        layout: BackboneLayout | None = None,
         input_size: Union[int, Sequence[int]] = 224,
         style: str = "detnas",
         norm_affine: bool = True,
@@ -160,7 +161,7 @@ def backbone_flops(
     width_mult: float = 1.0,
     include_classifier: bool = False,
     input_size: Union[int, Sequence[int]] = 224,
-    space: Optional[str] = None,
+    space: str | None = None,
 ) -> int:
     """FLOPs of ``arch`` with its own widths (a registered name brings its layout, e.g. 3.8G)."""
     resolved = parse_architecture(arch, space=space)

@@ -7,12 +7,13 @@ would rank paths by an overhead that disappears after export. Weights do not aff
 
 Pure PyTorch (no detectron2): the lookup-table check runs on a machine that has only torch.
 """
+
 import json
 import os
 import platform
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -52,8 +53,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_ms(fn: Callable[[], Any], warmup: int, runs: int, device: torch.device, statistic: str = "median",
-              clock: str = "wall") -> float:
+def median_ms(
+    fn: Callable[[], Any], warmup: int, runs: int, device: torch.device, statistic: str = "median", clock: str = "wall"
+) -> float:
     """Median (or ``statistic``) ms of ``fn()`` on ``clock`` over ``runs`` timed calls after ``warmup`` untimed ones."""
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
@@ -87,9 +89,19 @@ class LatencyMeasurer:
         clock: "wall" or, on CPU only, "cpu" (process time).
     """
 
-    def __init__(self, space: str, layout: BackboneLayout, style: str = "detnas", device="cpu",
-                 batch_size: int = 1, input_size: Sequence[int] = (224, 224), warmup: int = 5, runs: int = 20,
-                 statistic: str = "median", clock: str = "wall"):
+    def __init__(
+        self,
+        space: str,
+        layout: BackboneLayout,
+        style: str = "detnas",
+        device="cpu",
+        batch_size: int = 1,
+        input_size: Sequence[int] = (224, 224),
+        warmup: int = 5,
+        runs: int = 20,
+        statistic: str = "median",
+        clock: str = "wall",
+    ):
         if statistic not in STATISTICS:
             raise ValueError(f"statistic {statistic!r} unknown; allowed: {list(STATISTICS)}")
         if clock not in CLOCKS or (clock == "cpu" and torch.device(device).type == "cuda"):
@@ -122,8 +134,7 @@ class LatencyMeasurer:
 
     def fixed_network(self, arch: Any) -> ShuffleNetV2Fixed:
         """The fixed subnet of ``arch`` with this layout's widths (stage outputs, no head)."""
-        return ShuffleNetV2Fixed(arch, space=self.space, layout=self.layout, style=self.style,
-                                 out_features=STAGE_NAMES)
+        return ShuffleNetV2Fixed(arch, space=self.space, layout=self.layout, style=self.style, out_features=STAGE_NAMES)
 
     def measure(self, arch: Any) -> float:
         """Median milliseconds of one forward of the fixed subnet of ``arch``."""
@@ -164,8 +175,9 @@ class LatencyMeasurer:
         return self._time(block, self._input(c_in, height, width))
 
 
-def _timed_forward(net: ShuffleNetV2Fixed, x: torch.Tensor, choice: int, device: torch.device,
-                   now: Callable[[], float]) -> List[float]:
+def _timed_forward(
+    net: ShuffleNetV2Fixed, x: torch.Tensor, choice: int, device: torch.device, now: Callable[[], float]
+) -> List[float]:
     """Milliseconds (on the clock ``now``) of the stem and of each block during one forward of a uniform path."""
     times = []
     synchronize(device)
@@ -210,7 +222,7 @@ class LatencyCache:
         os.makedirs(folder, exist_ok=True)
         atomic_write(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
-    def get(self, key: str, arch_key: str) -> Optional[float]:
+    def get(self, key: str, arch_key: str) -> float | None:
         """The cached latency of ``arch_key`` under ``key``, or None."""
         return self.data["measured"].get(key, {}).get(arch_key)
 
@@ -219,7 +231,7 @@ class LatencyCache:
         self.data["measured"].setdefault(key, {})[arch_key] = value
         self._save()
 
-    def get_table(self, key: str) -> Optional[Dict[str, Any]]:
+    def get_table(self, key: str) -> Dict[str, Any] | None:
         """The stored block table of ``key``, or None."""
         return self.data["tables"].get(key)
 

@@ -6,6 +6,7 @@ ImageNet recipe (Megvii reference code): training = random-resized crop, colour 
 evaluation = short side resized with cv2 bilinear, then a centre crop. Call
 :func:`~detnas_d2.data.config.add_classification_input_config` first.
 """
+
 import math
 from typing import List, Sequence, Tuple
 
@@ -64,8 +65,13 @@ class RandomResizedCrop(T.Augmentation):
         max_tries: random draws before falling back to the centred box.
     """
 
-    def __init__(self, size: int, scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3),
-                 max_tries: int = 10):
+    def __init__(
+        self,
+        size: int,
+        scale: Sequence[float] = (0.08, 1.0),
+        ratio: Sequence[float] = (3 / 4, 4 / 3),
+        max_tries: int = 10,
+    ):
         super().__init__()
         if not (isinstance(size, int) and size > 0):
             raise ValueError(f"RandomResizedCrop size must be a positive int, got {size!r}")
@@ -164,8 +170,11 @@ def build_classification_augmentations(cfg: CN, is_train: bool) -> List[T.Augmen
         raise ValueError(f"INPUT.CLS_COLOR_JITTER must be in [0, 1), got {jitter!r}")
     if jitter > 0:
         low, high = 1 - jitter, 1 + jitter
-        augs += [T.RandomBrightness(low, high), T.RandomContrast(low, high),
-                 RandomSaturationInFormat(low, high, node.FORMAT)]
+        augs += [
+            T.RandomBrightness(low, high),
+            T.RandomContrast(low, high),
+            RandomSaturationInFormat(low, high, node.FORMAT),
+        ]
     flips = {"horizontal": dict(horizontal=True, vertical=False), "vertical": dict(horizontal=False, vertical=True)}
     if node.RANDOM_FLIP not in ("none", *flips):
         raise ValueError(f"INPUT.RANDOM_FLIP must be 'none', 'horizontal' or 'vertical', got {node.RANDOM_FLIP!r}")

@@ -1,5 +1,6 @@
 """Config keys of the data area: the embedded shapes data, your own datasets, AutoAugment and the mapper choice,
 and the classification input path."""
+
 from detectron2.config import CfgNode as CN
 
 from ..utils.config import declare

@@ -4,15 +4,23 @@
 DetNAS holds 5,000 images out of COCO train as the search (fitness) set; ``coco_2017_search5k`` and
 ``coco_2017_train_minus_search5k`` reproduce that split deterministically (fixed seed over image ids).
 """
+
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .registration import (check_bad_image_policy, check_num_classes, held_out_names,
-                           held_out_split, register_entries, register_held_out_split, set_json_file,
-                           write_subset_json)
+from .registration import (
+    check_bad_image_policy,
+    check_num_classes,
+    held_out_names,
+    held_out_split,
+    register_entries,
+    register_held_out_split,
+    set_json_file,
+    write_subset_json,
+)
 from .shapes import SHAPE_CLASSES, SPLITS, ShapesSpec, ensure_shapes
 
 COCO_SEARCH_SEED = 0
@@ -91,8 +99,13 @@ def register_shapes(spec: ShapesSpec = ShapesSpec(), root: str = None) -> None:
 
 
 def _coco_search_split(name: str, image_dir: str, json_file: str, held_out: bool) -> List[Dict]:
-    rest, held = held_out_split(load_coco_json(json_file, image_dir, name), COCO_SEARCH_SIZE, COCO_SEARCH_SEED,
-                                json_file, size_key="the DetNAS COCO search split size")
+    rest, held = held_out_split(
+        load_coco_json(json_file, image_dir, name),
+        COCO_SEARCH_SIZE,
+        COCO_SEARCH_SEED,
+        json_file,
+        size_key="the DetNAS COCO search split size",
+    )
     if not held_out:
         return rest
     set_json_file(name, write_subset_json(json_file, {d["image_id"] for d in held}, name))
@@ -123,7 +136,7 @@ def _sorted_subfolders(root: str) -> List[str]:
     return sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
 
 
-def _register_folder(name: str, root: str, classes: Optional[List[str]], class_root: str) -> None:
+def _register_folder(name: str, root: str, classes: List[str] | None, class_root: str) -> None:
     """Register ``root`` lazily; class names are ``classes`` or, on first load, the subfolders of ``class_root``."""
 
     def load():
@@ -137,7 +150,7 @@ def _register_folder(name: str, root: str, classes: Optional[List[str]], class_r
     _reregister(name, load, **metadata)
 
 
-def register_image_folder(name: str, root: str, classes: Optional[Sequence[str]] = None) -> None:
+def register_image_folder(name: str, root: str, classes: Sequence[str] | None = None) -> None:
     """Register the ImageNet-layout folder ``root/<class>/<image>`` as classification dataset ``name``.
 
     Labels are indices into ``classes``; ``None`` = the sorted subfolder names, read when the dataset is first
@@ -195,8 +208,7 @@ def check_datasets_exist(names: Sequence[str], key: str) -> None:
         raise KeyError(
             f"{key} names dataset '{name}', which is not registered. Register it (--register-coco NAME JSON "
             "IMAGE_DIR, --register-voc NAME DIR SPLIT or DATASETS.REGISTER) or pick one of: "
-            f"{', '.join(available[:40])}"
-            + (" ..." if len(available) > 40 else "")
+            f"{', '.join(available[:40])}" + (" ..." if len(available) > 40 else "")
         )
 
 
@@ -216,8 +228,9 @@ def register_from_config(cfg) -> None:
     check that every dataset the config names exists and has ``NUM_CLASSES`` classes. Runs in every process."""
     register_builtin_datasets()
     s = cfg.DATASETS.SHAPES
-    spec = ShapesSpec(num_train=s.NUM_TRAIN, num_search=s.NUM_SEARCH, num_val=s.NUM_VAL,
-                      image_size=s.IMAGE_SIZE, seed=s.SEED)
+    spec = ShapesSpec(
+        num_train=s.NUM_TRAIN, num_search=s.NUM_SEARCH, num_val=s.NUM_VAL, image_size=s.IMAGE_SIZE, seed=s.SEED
+    )
     if _registered_shapes.get("shapes_train") != spec:
         register_shapes(spec)
     register_entries(cfg.DATASETS.REGISTER)

@@ -7,7 +7,6 @@ picks one. ``INPUT.AUTOAUGMENT.ENABLED`` switches the default ("DatasetMapper") 
 
 import copy
 import logging
-from typing import Optional
 
 import numpy as np
 import torch
@@ -29,7 +28,6 @@ detectron2 dataset dict to model inputs. Selected by ``cfg.DATALOADER.MAPPER_NAM
 """
 MAPPER_REGISTRY.register(DatasetMapper)
 AUTOAUGMENT_MAPPER_NAME = "AutoAugmentDatasetMapper"
-
 
 
 def build_autoaugment(cfg: CN) -> AutoAugment:
@@ -70,7 +68,7 @@ class AutoAugmentDatasetMapper(DatasetMapper):
     """
 
     @configurable
-    def __init__(self, is_train: bool, *, autoaugment: Optional[AutoAugment], **kwargs):
+    def __init__(self, is_train: bool, *, autoaugment: AutoAugment | None, **kwargs):
         super().__init__(is_train, **kwargs)
         self.autoaugment = autoaugment
         if autoaugment is not None:
@@ -122,7 +120,8 @@ def _build_mapper(cfg: CN, is_train: bool):
         name = AUTOAUGMENT_MAPPER_NAME
     if name not in MAPPER_REGISTRY:
         raise ValueError(
-            f"DATALOADER.MAPPER_NAME={name!r} is not registered; registered mappers: {', '.join(registered_mapper_names())}"
+            f"DATALOADER.MAPPER_NAME={name!r} is not registered; "
+            f"registered mappers: {', '.join(registered_mapper_names())}"
         )
     return MAPPER_REGISTRY.get(name)(cfg, is_train=is_train)
 

@@ -4,6 +4,7 @@ config, a held-out search split carved from any registered dataset, and clear er
 ``DATASETS.REGISTER`` entries are registered in every process (``setup_cfg`` runs inside detectron2's
 ``launch`` workers); re-registering a name with the same files is a no-op, another definition is an error.
 """
+
 import functools
 import hashlib
 import json
@@ -46,11 +47,15 @@ def _claim(name: str, definition: Tuple) -> bool:
     if name in _definitions:
         if _definitions[name] == definition:
             return False
-        raise ValueError(f"dataset '{name}' is already registered as {_definitions[name]}; cannot redefine it as "
-                         f"{definition}. Use another name")
+        raise ValueError(
+            f"dataset '{name}' is already registered as {_definitions[name]}; cannot redefine it as "
+            f"{definition}. Use another name"
+        )
     if name in DatasetCatalog.list():
-        raise ValueError(f"dataset '{name}' is already registered (by detectron2, detnas_d2 or your code); "
-                         f"pick another name for {definition}")
+        raise ValueError(
+            f"dataset '{name}' is already registered (by detectron2, detnas_d2 or your code); "
+            f"pick another name for {definition}"
+        )
     return True
 
 
@@ -82,12 +87,16 @@ def register_coco(name: str, json_file: str, image_dir: str) -> None:
     if not _claim(name, ("coco", json_file, image_dir)):
         return
     categories = coco_categories(json_file)
-    DatasetCatalog.register(name, lambda: clip_boxes_to_images(load_coco_json(json_file, image_dir, name), name,
-                                                               json_file))
+    DatasetCatalog.register(
+        name, lambda: clip_boxes_to_images(load_coco_json(json_file, image_dir, name), name, json_file)
+    )
     MetadataCatalog.get(name).set(
-        json_file=json_file, image_root=image_dir, evaluator_type="coco",
+        json_file=json_file,
+        image_root=image_dir,
+        evaluator_type="coco",
         thing_classes=[c["name"] for c in categories],
-        thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(categories)})
+        thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(categories)},
+    )
     _definitions[name] = ("coco", json_file, image_dir)
 
 
@@ -119,8 +128,10 @@ def clip_boxes_to_images(dicts: List[Dict], name: str, json_file: str) -> List[D
         record["annotations"] = kept
     if (counts["clipped"] or counts["outside"]) and name not in _warned_outside:
         _warned_outside.add(name)
-        logger.warning(f"dataset '{name}' ({json_file}): {counts['clipped']} boxes extend past their image and were "
-                       f"clipped to it; {counts['outside']} boxes lie entirely outside their image and were dropped")
+        logger.warning(
+            f"dataset '{name}' ({json_file}): {counts['clipped']} boxes extend past their image and were "
+            f"clipped to it; {counts['outside']} boxes lie entirely outside their image and were dropped"
+        )
     return dicts
 
 
@@ -148,8 +159,12 @@ def register_voc(name: str, dirname: str, split: str) -> None:
 def register_entries(entries: Sequence, key: str = "DATASETS.REGISTER") -> None:
     """Register every ``[kind, name, a, b]`` entry (see :data:`ENTRY_FORMS`)."""
     for i, entry in enumerate(entries):
-        if not (isinstance(entry, (list, tuple)) and len(entry) == 4 and all(isinstance(x, str) for x in entry)
-                and entry[0] in ENTRY_FORMS):
+        if not (
+            isinstance(entry, (list, tuple))
+            and len(entry) == 4
+            and all(isinstance(x, str) for x in entry)
+            and entry[0] in ENTRY_FORMS
+        ):
             raise ValueError(f"{key}[{i}] = {entry!r}: expected {' or '.join(ENTRY_FORMS.values())}")
         kind, name, a, b = entry
         (register_coco if kind == "coco" else register_voc)(name, a, b)
@@ -158,10 +173,22 @@ def register_entries(entries: Sequence, key: str = "DATASETS.REGISTER") -> None:
 # ------------------------------------------------------------------------------------- command line
 def add_registration_arguments(parser) -> None:
     """``--register-coco NAME JSON IMAGE_DIR`` and ``--register-voc NAME DIR SPLIT``, both repeatable."""
-    parser.add_argument("--register-coco", nargs=3, action="append", default=[], metavar=("NAME", "JSON", "IMAGE_DIR"),
-                        help="register a COCO-format dataset (repeatable)")
-    parser.add_argument("--register-voc", nargs=3, action="append", default=[], metavar=("NAME", "DIR", "SPLIT"),
-                        help="register a Pascal VOC folder, e.g. VOC2007 trainval (repeatable)")
+    parser.add_argument(
+        "--register-coco",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "JSON", "IMAGE_DIR"),
+        help="register a COCO-format dataset (repeatable)",
+    )
+    parser.add_argument(
+        "--register-voc",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "DIR", "SPLIT"),
+        help="register a Pascal VOC folder, e.g. VOC2007 trainval (repeatable)",
+    )
 
 
 def add_command_line_datasets(cfg: CN, args) -> None:
@@ -177,13 +204,17 @@ def add_command_line_datasets(cfg: CN, args) -> None:
 
 
 # ----------------------------------------------------------------------------------- held-out split
-def held_out_split(dicts: List[Dict], size: int, seed: int, source: str,
-                   size_key: str = "DATASETS.SEARCH_HOLDOUT.SIZE") -> Tuple[List[Dict], List[Dict]]:
-    """``(rest, held_out)``: ``size`` image ids drawn by :func:`seeded_subset_indices` from the sorted ids of ``dicts``."""
+def held_out_split(
+    dicts: List[Dict], size: int, seed: int, source: str, size_key: str = "DATASETS.SEARCH_HOLDOUT.SIZE"
+) -> Tuple[List[Dict], List[Dict]]:
+    """``(rest, held_out)``: ``size`` image ids drawn by :func:`seeded_subset_indices` from the sorted ids of
+    ``dicts``."""
     ids = sorted(d["image_id"] for d in dicts)
     if size >= len(ids):
-        raise ValueError(f"{size_key} = {size} holds out every image of '{source}', which has {len(ids)} images: "
-                         f"the training split would be empty; use a size below {len(ids)}")
+        raise ValueError(
+            f"{size_key} = {size} holds out every image of '{source}', which has {len(ids)} images: "
+            f"the training split would be empty; use a size below {len(ids)}"
+        )
     held = {ids[index] for index in seeded_subset_indices(len(ids), size, seed)}
     return [d for d in dicts if d["image_id"] not in held], [d for d in dicts if d["image_id"] in held]
 
@@ -192,8 +223,11 @@ def write_subset_json(json_file: str, image_ids: Set, name: str) -> str:
     """A COCO json of the images ``image_ids`` of ``json_file`` (all categories kept), cached by content."""
     with open(json_file) as f:
         coco = json.load(f)
-    subset = dict(coco, images=[im for im in coco["images"] if im["id"] in image_ids],
-                  annotations=[a for a in coco.get("annotations", []) if a["image_id"] in image_ids])
+    subset = dict(
+        coco,
+        images=[im for im in coco["images"] if im["id"] in image_ids],
+        annotations=[a for a in coco.get("annotations", []) if a["image_id"] in image_ids],
+    )
     text = json.dumps(subset)
     folder = os.path.join(default_data_root(), "held_out")
     path = os.path.join(folder, f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:16]}.json")
@@ -245,7 +279,8 @@ def register_held_out_split(source: str, size: int, seed: int, train_name: str, 
         if not _claim(name, definition):
             continue
         DatasetCatalog.register(
-            name, lambda name=name, held_out=held_out: _load_held_out_part(source, size, seed, name, held_out))
+            name, lambda name=name, held_out=held_out: _load_held_out_part(source, size, seed, name, held_out)
+        )
         _inherit_metadata(source, name)
         _definitions[name] = definition
 
@@ -273,13 +308,17 @@ def resolve_search_holdout(cfg: CN) -> None:
     holdout.SOURCE, holdout.TRAIN_NAME, holdout.SEARCH_NAME = source, train_name, search_name
     cfg.DATASETS.TRAIN = tuple(train_name if name == source else name for name in cfg.DATASETS.TRAIN)
     if "SEARCH" in cfg and cfg.SEARCH.DATASET not in ("", search_name):
-        logger.warning(f"DATASETS.SEARCH_HOLDOUT.SIZE = {holdout.SIZE} wins over SEARCH.DATASET = "
-                       f"'{cfg.SEARCH.DATASET}': the search scores on the held-out split '{search_name}' (set "
-                       f"DATASETS.SEARCH_HOLDOUT.SIZE 0 to score on '{cfg.SEARCH.DATASET}')")
+        logger.warning(
+            f"DATASETS.SEARCH_HOLDOUT.SIZE = {holdout.SIZE} wins over SEARCH.DATASET = "
+            f"'{cfg.SEARCH.DATASET}': the search scores on the held-out split '{search_name}' (set "
+            f"DATASETS.SEARCH_HOLDOUT.SIZE 0 to score on '{cfg.SEARCH.DATASET}')"
+        )
     if "SEARCH" in cfg:
         cfg.SEARCH.DATASET = search_name
-    logger.info(f"held out {holdout.SIZE} images of '{source}' (seed {holdout.SEED}) as '{search_name}'; "
-                f"DATASETS.TRAIN = {cfg.DATASETS.TRAIN}")
+    logger.info(
+        f"held out {holdout.SIZE} images of '{source}' (seed {holdout.SEED}) as '{search_name}'; "
+        f"DATASETS.TRAIN = {cfg.DATASETS.TRAIN}"
+    )
 
 
 # ------------------------------------------------------------------------------------------- checks
@@ -297,9 +336,11 @@ def check_num_classes(cfg: CN, names_by_key: Dict[str, Sequence[str]]) -> None:
                 continue
             id_map = meta.get("thing_dataset_id_to_contiguous_id")
             ids = f"category ids {sorted(id_map)}" if id_map else "classes"
-            raise ValueError(f"dataset '{name}' ({config_key}) has {len(classes)} categories ({ids}: "
-                             f"{', '.join(map(str, classes[:10]))}{' ...' if len(classes) > 10 else ''}) but {key} "
-                             f"is {expected}; set {key} {len(classes)}")
+            raise ValueError(
+                f"dataset '{name}' ({config_key}) has {len(classes)} categories ({ids}: "
+                f"{', '.join(map(str, classes[:10]))}{' ...' if len(classes) > 10 else ''}) but {key} "
+                f"is {expected}; set {key} {len(classes)}"
+            )
 
 
 def check_bad_image_policy(policy: str) -> None:
@@ -333,8 +374,10 @@ class BadImageGuard:
         except OSError as err:  # missing, truncated or undecodable files (PIL, OpenCV and PathManager errors)
             file_name = dataset_dict.get("file_name")
             if not self.skip:
-                raise UnreadableImageError(f"cannot read image {file_name}: {err} (DATALOADER.ON_BAD_IMAGE 'skip' "
-                                           "skips such images in training)") from err
+                raise UnreadableImageError(
+                    f"cannot read image {file_name}: {err} (DATALOADER.ON_BAD_IMAGE 'skip' "
+                    "skips such images in training)"
+                ) from err
             if file_name not in self._warned:
                 self._warned.add(file_name)
                 logger.warning(f"skipping unreadable image {file_name}: {err}")

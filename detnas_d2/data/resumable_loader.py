@@ -10,6 +10,7 @@ then runs in the main process, so batches do not depend on the number of workers
 aspect-ratio groups; the trainer saves it in checkpoints, and a resumed loader re-maps the waiting samples
 (same seeds, same result) before it continues the stream.
 """
+
 import contextlib
 import itertools
 import logging
@@ -69,8 +70,10 @@ class SeededSampleMapper:
             if sample is not None:
                 return sample
             index = random.Random(seed).randrange(len(self.dataset))
-        raise RuntimeError(f"the training mapper skipped {MAX_ATTEMPTS} images in a row at stream position "
-                           f"{position}; check the training images (DATALOADER.ON_BAD_IMAGE)")
+        raise RuntimeError(
+            f"the training mapper skipped {MAX_ATTEMPTS} images in a row at stream position "
+            f"{position}; check the training images (DATALOADER.ON_BAD_IMAGE)"
+        )
 
 
 def _worker_shard() -> Tuple[int, int]:
@@ -99,8 +102,15 @@ class ResumableTrainLoader:
     """Training batches of ``batch_size`` samples in stream order, grouped by aspect ratio (w > h or not) as
     detectron2's ``AspectRatioGroupedDataset`` does; the state of the stream is checkpointable."""
 
-    def __init__(self, chunks: PositionChunks, batch_size: int, *, num_workers: int = 0,
-                 aspect_ratio_grouping: bool = True, loader_seed: int = 0):
+    def __init__(
+        self,
+        chunks: PositionChunks,
+        batch_size: int,
+        *,
+        num_workers: int = 0,
+        aspect_ratio_grouping: bool = True,
+        loader_seed: int = 0,
+    ):
         self.chunks, self.batch_size = chunks, int(batch_size)
         self.num_workers, self.aspect_ratio_grouping = int(num_workers), bool(aspect_ratio_grouping)
         self.loader_seed = int(loader_seed)
@@ -130,12 +140,19 @@ class ResumableTrainLoader:
         self.chunks.start = self.next_position
         generator = torch.Generator()
         generator.manual_seed(self.loader_seed)  # worker seeds; never draws from the global RNG
-        loader = DataLoader(self.chunks, batch_size=self.chunks.chunk_size, num_workers=self.num_workers,
-                            collate_fn=list, worker_init_fn=worker_init_reset_seed, generator=generator)
+        loader = DataLoader(
+            self.chunks,
+            batch_size=self.chunks.chunk_size,
+            num_workers=self.num_workers,
+            collate_fn=list,
+            worker_init_fn=worker_init_reset_seed,
+            generator=generator,
+        )
         for position, index, sample in itertools.chain.from_iterable(loader):
             if position != self.next_position:
-                raise RuntimeError(f"training loader out of order: got stream position {position}, expected "
-                                   f"{self.next_position}")
+                raise RuntimeError(
+                    f"training loader out of order: got stream position {position}, expected {self.next_position}"
+                )
             self.next_position = position + 1
             yield position, index, sample
 

@@ -5,6 +5,7 @@ writes into a temporary folder and renames it into place, under a file lock, so 
 leaves a half dataset that a later run trusts. Besides the detection splits it writes a classification view
 (object-centred crops in an ImageFolder layout) for supernet pretraining.
 """
+
 import dataclasses
 import fcntl
 import hashlib
@@ -82,7 +83,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     c0, c1 = rng.uniform(40, 215, size=(2, 3))
     angle = rng.uniform(0, np.pi)
-    t = (np.cos(angle) * xx + np.sin(angle) * yy)
+    t = np.cos(angle) * xx + np.sin(angle) * yy
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     img = c0[None, None, :] * (1 - t[..., None]) + c1[None, None, :] * t[..., None]
     texture = rng.integers(0, 3)
@@ -199,8 +200,12 @@ def _generate_split(root: str, split: str, spec: ShapesSpec) -> Dict:
     for k, ann in enumerate(annotations, start=1):
         ann["id"] = stream * _ID_OFFSET * 10 + k
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(SHAPE_CLASSES)]
-    coco = {"info": {"description": f"detnas_d2 shapes {split}", "version": FORMAT_VERSION},
-            "images": images, "annotations": annotations, "categories": categories}
+    coco = {
+        "info": {"description": f"detnas_d2 shapes {split}", "version": FORMAT_VERSION},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
     with open(os.path.join(root, f"{split}.json"), "w") as f:
         json.dump(coco, f, sort_keys=True, separators=(",", ":"))
     if split in ("train", "val"):
@@ -220,7 +225,7 @@ def _write_classification_crops(root: str, split: str, crops, spec: ShapesSpec):
         x0, y0 = int(round(cx - half)), int(round(cy - half))
         side = int(round(2 * half))
         padded = cv2.copyMakeBorder(img, side, side, side, side, cv2.BORDER_REFLECT)
-        crop = padded[y0 + side:y0 + 2 * side, x0 + side:x0 + 2 * side]
+        crop = padded[y0 + side : y0 + 2 * side, x0 + side : x0 + 2 * side]
         crop = cv2.resize(crop, (spec.crop_size, spec.crop_size), interpolation=cv2.INTER_LINEAR)
         name = SHAPE_CLASSES[ann["category_id"] - 1]
         _write_jpeg(os.path.join(root, "cls", split, name, f"{counters[name]:06d}.jpg"), crop)

@@ -6,6 +6,7 @@ and re-estimated with train-mode forward passes (no gradient) on training data. 
 ``cumulative`` (exact average of per-batch statistics, recommended) and ``ema`` (exponential moving average with
 a given momentum, as the DetNAS reference code did).
 """
+
 import itertools
 from typing import Iterable
 
@@ -38,8 +39,9 @@ def convert_sync_bn_to_bn(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.SyncBatchNorm) or (
         isinstance(module, nn.BatchNorm2d) and type(module) is not nn.BatchNorm2d
     ):
-        converted = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
-                                   module.track_running_stats)
+        converted = nn.BatchNorm2d(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         converted.load_state_dict(module.state_dict())
         converted.train(module.training)
     for name, child in module.named_children():
@@ -48,8 +50,9 @@ def convert_sync_bn_to_bn(module: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable, num_batches: int, mode: str = "cumulative",
-                   momentum: float = 0.1) -> int:
+def recalibrate_bn(
+    model: nn.Module, batches: Iterable, num_batches: int, mode: str = "cumulative", momentum: float = 0.1
+) -> int:
     """Reset BN statistics, then run ``num_batches`` train-mode forwards of ``model`` over ``batches``.
 
     Returns the number of batches used. The model's train/eval state and BN momenta are restored afterwards.

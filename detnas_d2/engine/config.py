@@ -1,5 +1,6 @@
 """Config keys of training: path sampling and the evaluation of one-shot models (``SUPERNET.*``), and the
 "not learning" alarm (``TRAIN_ALARM.*``), with their validation."""
+
 from detectron2.config import CfgNode as CN
 
 from ..utils.config import declare
@@ -62,5 +63,7 @@ def check_supernet_eval_config(cfg) -> None:
     """``SUPERNET.EVAL.NUM_PATHS`` must be a whole number >= 1."""
     num_paths = cfg.SUPERNET.EVAL.NUM_PATHS
     if isinstance(num_paths, bool) or not isinstance(num_paths, int) or num_paths < 1:
-        raise ValueError(f"SUPERNET.EVAL.NUM_PATHS = {num_paths!r}: a supernet is evaluated on that many random "
-                         "paths; it must be an integer >= 1")
+        raise ValueError(
+            f"SUPERNET.EVAL.NUM_PATHS = {num_paths!r}: a supernet is evaluated on that many random "
+            "paths; it must be an integer >= 1"
+        )

@@ -13,12 +13,13 @@ median training loss of the last ``TRAIN_ALARM.WINDOW`` iterations, once past ``
 The first time either holds it logs a warning and writes ``OUTPUT_DIR/not_learning.json`` (the pipeline's
 report flags the stage); a run that recovers gets ``"recovered": true`` in that file at the end.
 """
+
 import json
 import logging
 import math
 import os
 from statistics import median
-from typing import List, Optional
+from typing import List
 
 import torch
 from detectron2.engine import HookBase
@@ -41,7 +42,7 @@ def holds_trained_heads(weights: str, meta_architecture: str) -> bool:
     return any(str(key).startswith(own_heads) for key in state)
 
 
-def chance_loss(cfg) -> Optional[float]:
+def chance_loss(cfg) -> float | None:
     """ln(K) for a K-class SupernetClassifier (the loss of a uniform prediction, with or without label smoothing)."""
     if cfg.MODEL.META_ARCHITECTURE == "SupernetClassifier":
         return math.log(cfg.MODEL.CLASSIFIER.NUM_CLASSES)
@@ -64,7 +65,7 @@ class LearningAlarmHook(HookBase):
         self.path = os.path.join(cfg.OUTPUT_DIR, ALARM_FILE)
         self.first: List[float] = []
         self.recent: List[float] = []
-        self.raised: Optional[dict] = None
+        self.raised: dict | None = None
 
     def before_train(self):
         if self.trainer.start_iter > 0:  # resumed: the first window seen is not the starting loss
@@ -77,27 +78,30 @@ class LearningAlarmHook(HookBase):
         loss = float(losses["total_loss"][0])
         if len(self.first) < self.window:
             self.first.append(loss)
-        self.recent = (self.recent + [loss])[-self.window:]
+        self.recent = (self.recent + [loss])[-self.window :]
         if self.trainer.iter + 1 < self.start_iter or self.raised is not None:
             return
         reason = self._reason(median(self.recent))
         if reason:
             self._raise(reason)
 
-    def _reason(self, current: float) -> Optional[str]:
+    def _reason(self, current: float) -> str | None:
         if self.chance is not None and current >= self.chance:
             return f"median training loss {current:.3f} is at or above the chance loss ln(K) = {self.chance:.3f}"
         start = median(self.first)
         if self.relative and current >= self.min_drop * start:
-            return (f"median training loss {current:.3f} has not fallen below {self.min_drop} x its starting value "
-                    f"{start:.3f}")
+            return (
+                f"median training loss {current:.3f} has not fallen below {self.min_drop} x its starting value "
+                f"{start:.3f}"
+            )
         return None
 
     def _raise(self, reason: str) -> None:
         self.raised = {"iter": self.trainer.iter, "reason": reason, "recovered": False}
         logging.getLogger(__name__).warning(
             f"NOT LEARNING at iteration {self.trainer.iter}: {reason}. Check the learning rate, the data and, for a "
-            "supernet, MODEL.DETNAS.WEIGHT_SHARING / ZERO_INIT_LAST_NORM (README: 'Why the supernet learns')")
+            "supernet, MODEL.DETNAS.WEIGHT_SHARING / ZERO_INIT_LAST_NORM (README: 'Why the supernet learns')"
+        )
         self._write()
 
     def after_train(self):

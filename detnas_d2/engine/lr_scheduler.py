@@ -1,5 +1,6 @@
 """LR schedules: detectron2's, plus "WarmupLinearLR" (linear decay to SOLVER.BASE_LR_END, the SPOS/DetNAS
 ImageNet supernet schedule: LR 0.5 falling linearly to 0 over all iterations, the reference code's default)."""
+
 from detectron2.config import CfgNode
 from detectron2.solver import LRMultiplier, WarmupParamScheduler
 from detectron2.solver import build_lr_scheduler as build_detectron2_lr_scheduler
@@ -21,8 +22,10 @@ def build_lr_scheduler(cfg: CfgNode, optimizer):
         return build_detectron2_lr_scheduler(cfg, optimizer)
     end_value = solver.BASE_LR_END / solver.BASE_LR
     if not 0.0 <= end_value <= 1.0:
-        raise ValueError(f"{LINEAR_SCHEDULER_NAME} needs 0 <= SOLVER.BASE_LR_END <= SOLVER.BASE_LR, "
-                         f"got BASE_LR_END={solver.BASE_LR_END}, BASE_LR={solver.BASE_LR}")
+        raise ValueError(
+            f"{LINEAR_SCHEDULER_NAME} needs 0 <= SOLVER.BASE_LR_END <= SOLVER.BASE_LR, "
+            f"got BASE_LR_END={solver.BASE_LR_END}, BASE_LR={solver.BASE_LR}"
+        )
     schedule = WarmupParamScheduler(
         LinearParamScheduler(1.0, end_value),
         solver.WARMUP_FACTOR,

@@ -5,18 +5,19 @@ seeded generator and broadcasts it, so every rank trains the same path (required
 sampled ops). The generator's state is part of detectron2 checkpoints: ``--resume`` continues the same path
 sequence.
 """
+
 import json
 import logging
 import os
 import random
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import torch.distributed as dist
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-from ..parts.model import model_search_space, searchable_parts, set_model_arch
 from ..parts import get_part, part_archs
+from ..parts.model import model_search_space, searchable_parts, set_model_arch
 from ..space.base import SearchSpace
 from ..utils.io import atomic_write
 from .config import SAMPLERS
@@ -46,8 +47,9 @@ class FlopsBinnedSampler:
     supernet code). Flattens the FLOPs distribution of the paths that get trained.
     """
 
-    def __init__(self, space: SearchSpace, flops_fn: Callable, flops_range: Sequence[float], num_bins: int,
-                 max_tries: int):
+    def __init__(
+        self, space: SearchSpace, flops_fn: Callable, flops_range: Sequence[float], num_bins: int, max_tries: int
+    ):
         lo, hi = float(flops_range[0]), float(flops_range[1])
         if not (0 <= lo < hi):
             raise ValueError(f"SUPERNET.FLOPS_BINS.RANGE must be (low, high) with 0 <= low < high, got {flops_range}")
@@ -77,7 +79,7 @@ class PathSamplingHook(HookBase):
         self.parts = searchable_parts(model)
         self.cost_model = get_part("backbone").cost_model(self.parts["backbone"]) if "backbone" in self.parts else None
         self.draw = self._build_sampler(cfg)
-        self.log_file: Optional[str] = None
+        self.log_file: str | None = None
         if cfg.SUPERNET.LOG_PATHS:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
             self.log_file = os.path.join(cfg.OUTPUT_DIR, f"paths_rank{comm.get_rank()}.jsonl")
@@ -94,8 +96,12 @@ class PathSamplingHook(HookBase):
         bins = cfg.SUPERNET.FLOPS_BINS
         include = bins.INCLUDE_CLASSIFIER
         return FlopsBinnedSampler(
-            self.space, lambda arch: self.cost_model.flops(self.backbone_arch(arch), include_classifier=include),
-            bins.RANGE, bins.NUM_BINS, bins.MAX_TRIES)
+            self.space,
+            lambda arch: self.cost_model.flops(self.backbone_arch(arch), include_classifier=include),
+            bins.RANGE,
+            bins.NUM_BINS,
+            bins.MAX_TRIES,
+        )
 
     def backbone_arch(self, arch):
         """The backbone's part of a model-level path (the FLOPs counted while sampling are the backbone's)."""

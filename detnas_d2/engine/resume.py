@@ -5,6 +5,7 @@ and leaves global random states as seeded at start-up, so a resumed run sees oth
 draws than an uninterrupted one. :class:`RNGStateHook` restores the global states; the data stream (images
 and their augmentation) continues through ``detnas_d2.data.resumable_loader``, whose state the trainer saves.
 """
+
 import random
 
 import numpy as np

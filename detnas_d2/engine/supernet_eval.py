@@ -2,9 +2,11 @@
 
 Used by the trainer (evaluating a few paths of a supernet during/after training, and ``--eval-only`` of a
 supernet path, with ``SUPERNET.EVAL.BN_RECALIB``) and by the architecture search (with ``SEARCH.BN_RECALIB``), so
-both report the same number for the same architecture and the same recalibration settings. Recalibration sees the same images for every candidate (a fixed-seed
-stream of the training split, identical on all ranks) and never disturbs the model's training state.
+both report the same number for the same architecture and the same recalibration settings. Recalibration sees
+the same images for every candidate (a fixed-seed stream of the training split, identical on all ranks) and never
+disturbs the model's training state.
 """
+
 import contextlib
 import logging
 import random
@@ -40,8 +42,9 @@ class SeededStream(Sampler):
 def preserved_training_state(model: torch.nn.Module):
     """Restore BN statistics, train/eval mode and global RNG states after the block."""
     layers = batchnorm_modules(model)
-    saved_bn = [{k: v.clone() for k, v in bn.state_dict().items() if "running" in k or "num_batches" in k}
-                for bn in layers]
+    saved_bn = [
+        {k: v.clone() for k, v in bn.state_dict().items() if "running" in k or "num_batches" in k} for bn in layers
+    ]
     was_training = model.training
     rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
     try:
@@ -67,8 +70,17 @@ class PathTester:
     its images.
     """
 
-    def __init__(self, cfg, model: torch.nn.Module, dataset_name: str, build_test_loader: Callable,
-                 build_evaluator: Callable[[str], DatasetEvaluator], train_mapper, recalib, recalib_seed: int):
+    def __init__(
+        self,
+        cfg,
+        model: torch.nn.Module,
+        dataset_name: str,
+        build_test_loader: Callable,
+        build_evaluator: Callable[[str], DatasetEvaluator],
+        train_mapper,
+        recalib,
+        recalib_seed: int,
+    ):
         self.cfg = cfg
         self.model = unwrap(model)
         self.dataset_name = dataset_name
@@ -81,7 +93,8 @@ class PathTester:
         self.recalib_dataset = None
         if self.num_batches > 0:
             self.recalib_dataset = get_detection_dataset_dicts(
-                cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+                cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+            )
 
     def recalibrate(self) -> None:
         """Reset and re-estimate BN statistics of the current path on ``NUM_BATCHES`` fixed training batches.
@@ -93,11 +106,14 @@ class PathTester:
         cfg = self.cfg
         seed_all_rng(self.seed)
         loader = build_detection_train_loader(
-            dataset=self.recalib_dataset, mapper=self.train_mapper,
+            dataset=self.recalib_dataset,
+            mapper=self.train_mapper,
             sampler=SeededStream(len(self.recalib_dataset), self.seed),
             total_batch_size=self.batch_size * comm.get_world_size(),
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-            num_workers=cfg.DATALOADER.NUM_WORKERS, seed=self.seed)
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+            seed=self.seed,
+        )
         with EventStorage():  # detectron2 models log training metrics; these are throw-away
             recalibrate_bn(self.model, iter(loader), self.num_batches, mode=self.mode, momentum=self.momentum)
 

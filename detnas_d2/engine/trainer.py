@@ -5,6 +5,7 @@ Differences from ``DefaultTrainer``: DDP also works for CPU models (gloo), since
 named in the config is checked (with a clear error) before anything is built; and ``--resume`` continues the
 data stream and RNG states where the checkpoint left them, so a resumed run repeats an uninterrupted one.
 """
+
 import logging
 import os
 import random
@@ -12,7 +13,6 @@ import weakref
 from collections import OrderedDict
 
 import numpy as np
-
 from detectron2.data import MetadataCatalog, build_detection_test_loader, get_detection_dataset_dicts
 from detectron2.data.build import _train_loader_from_config
 from detectron2.data.samplers import TrainingSampler
@@ -21,17 +21,17 @@ from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator, pr
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..data.datasets import register_from_config
 from ..data.classification import build_test_loader_for, is_classification_dataset
+from ..data.datasets import register_from_config
 from ..data.mappers import build_test_mapper, build_train_mapper
 from ..data.registration import guard_bad_images
 from ..data.resumable_loader import PositionChunks, ResumableTrainLoader, SeededSampleMapper
 from ..evaluation import ClassificationEvaluator
 from ..modeling.checkpoint import DetNASCheckpointer
 from ..parts.model import model_search_space, searchable_parts
+from .config import check_supernet_eval_config
 from .learning_alarm import LearningAlarmHook
 from .lr_scheduler import build_lr_scheduler
-from .config import check_supernet_eval_config
 from .path_sampling import PathSamplingHook
 from .resume import RNGStateHook
 from .supernet_eval import PathTester, preserved_training_state
@@ -117,15 +117,18 @@ class Trainer(DefaultTrainer):
     def build_train_loader(cls, cfg):
         """A :class:`ResumableTrainLoader`: each sample's augmentation is seeded from ``SEED`` and its stream
         position, so a resumed run sees the same batches as an uninterrupted one for any ``NUM_WORKERS``."""
-        dataset = get_detection_dataset_dicts(
-            cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+        dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
         sampler = cls.build_train_sampler(cfg, dataset)
         seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
         batch_size = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
         map_sample = SeededSampleMapper(dataset, cls.build_train_mapper(cfg), seed, comm.get_rank())
         return ResumableTrainLoader(
-            PositionChunks(sampler, map_sample, batch_size), batch_size, num_workers=cfg.DATALOADER.NUM_WORKERS,
-            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING, loader_seed=seed)
+            PositionChunks(sampler, map_sample, batch_size),
+            batch_size,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+            loader_seed=seed,
+        )
 
     @classmethod
     def wrap_model(cls, cfg, model):
@@ -152,8 +155,10 @@ class Trainer(DefaultTrainer):
             return PascalVOCDetectionEvaluator(dataset_name)
         if evaluator_type == "coco":
             return COCOEvaluator(dataset_name, output_dir=output_folder)
-        raise NotImplementedError(f"dataset '{dataset_name}' has evaluator_type {evaluator_type!r}; detnas_d2 "
-                                  "evaluates 'coco', 'pascal_voc' and classification datasets")
+        raise NotImplementedError(
+            f"dataset '{dataset_name}' has evaluator_type {evaluator_type!r}; detnas_d2 "
+            "evaluates 'coco', 'pascal_voc' and classification datasets"
+        )
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
@@ -184,10 +189,15 @@ class Trainer(DefaultTrainer):
         results = OrderedDict()
         for dataset_name in cfg.DATASETS.TEST:
             evaluate = PathTester(
-                cfg, model, dataset_name, build_test_loader=lambda name: cls.build_test_loader(cfg, name),
+                cfg,
+                model,
+                dataset_name,
+                build_test_loader=lambda name: cls.build_test_loader(cfg, name),
                 build_evaluator=lambda name: cls.build_evaluator(cfg, name),
-                train_mapper=cls.build_train_mapper(cfg), recalib=cfg.SUPERNET.EVAL.BN_RECALIB,
-                recalib_seed=cfg.SUPERNET.EVAL.BN_RECALIB.SEED)
+                train_mapper=cls.build_train_mapper(cfg),
+                recalib=cfg.SUPERNET.EVAL.BN_RECALIB,
+                recalib_seed=cfg.SUPERNET.EVAL.BN_RECALIB.SEED,
+            )
             per_path = []
             with preserved_training_state(model):
                 for i, arch in enumerate(paths):

@@ -4,10 +4,11 @@ Works with model outputs ``{"logits": (num_classes,) tensor}`` per image and inp
 ``"label"``. An image counts as top-k correct when fewer than k classes score strictly higher than its true
 class (ties favour the true class, so the result does not depend on how ``topk`` breaks ties).
 """
+
 import itertools
 import logging
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence
+from typing import Dict, Sequence
 
 import torch
 from detectron2.evaluation import DatasetEvaluator
@@ -27,7 +28,7 @@ class ClassificationEvaluator(DatasetEvaluator):
         topk: the k of each reported top-k accuracy.
     """
 
-    def __init__(self, dataset_name: Optional[str] = None, distributed: bool = True, topk: Sequence[int] = (1, 5)):
+    def __init__(self, dataset_name: str | None = None, distributed: bool = True, topk: Sequence[int] = (1, 5)):
         if not topk or any(type(k) is not int or k < 1 for k in topk):
             raise ValueError(f"topk must be a non-empty sequence of positive ints, got {topk!r}")
         self.dataset_name = dataset_name
@@ -47,12 +48,15 @@ class ClassificationEvaluator(DatasetEvaluator):
             if self._num_classes is None:
                 self._num_classes = num_classes
             elif num_classes != self._num_classes:
-                raise ValueError(f"logits have {num_classes} classes for image {item.get('image_id')}, "
-                                 f"{self._num_classes} for earlier images")
+                raise ValueError(
+                    f"logits have {num_classes} classes for image {item.get('image_id')}, "
+                    f"{self._num_classes} for earlier images"
+                )
             label = item.get("label")
             if type(label) is not int or not 0 <= label < num_classes:
-                raise ValueError(f"image {item.get('image_id')}: label must be an int in [0, {num_classes}), "
-                                 f"got {label!r}")
+                raise ValueError(
+                    f"image {item.get('image_id')}: label must be an int in [0, {num_classes}), got {label!r}"
+                )
             self._ranks.append(int(torch.count_nonzero(logits > logits[label])))
 
     def evaluate(self) -> Dict[str, Dict[str, float]]:
@@ -71,6 +75,8 @@ class ClassificationEvaluator(DatasetEvaluator):
         accuracy = OrderedDict(
             (f"top{k}", 100.0 * float((ranks < min(k, num_classes)).double().mean())) for k in self.topk
         )
-        self._logger.info(f"[ClassificationEvaluator] {self.dataset_name}: {len(ranks)} images, "
-                          + ", ".join(f"{name} {value:.2f}%" for name, value in accuracy.items()))
+        self._logger.info(
+            f"[ClassificationEvaluator] {self.dataset_name}: {len(ranks)} images, "
+            + ", ".join(f"{name} {value:.2f}%" for name, value in accuracy.items())
+        )
         return OrderedDict(classification=accuracy)

@@ -14,10 +14,11 @@ naming it, except that ``--resume`` falls back to the previous readable checkpoi
 warning; backbone tensors whose shapes do not fit the model raise :class:`CheckpointShapeError` instead of
 being skipped (fvcore's behaviour), so a model never silently trains from scratch.
 """
+
 import os
 import re
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional
+from typing import Any, Dict, List, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -29,8 +30,13 @@ from .classifier import CLASSIFIER_HEAD_PREFIX
 from .detnas_backbone import DetNASBackbone
 from .weight_inheritance import extract_subnet_state_dict
 
-__all__ = ["CheckpointFileError", "CheckpointShapeError", "DetNASCheckpointer", "DetNASWeightMapping",
-           "map_detnas_weights"]
+__all__ = [
+    "CheckpointFileError",
+    "CheckpointShapeError",
+    "DetNASCheckpointer",
+    "DetNASWeightMapping",
+    "map_detnas_weights",
+]
 
 _BODY_KEY = re.compile(r"^(?P<prefix>(?:.*?\.)?body\.)(?:stem|blocks)\.")
 #: buffer that fixed networks record their encoding in (absent from supernet state dicts)
@@ -53,8 +59,8 @@ class DetNASWeightMapping(NamedTuple):
     """What :func:`map_detnas_weights` did: the state dict to load and the changes made to it."""
 
     state_dict: Dict[str, Any]
-    source_prefix: Optional[str]  # body prefix in the checkpoint (None: no mapping, no single body in both)
-    target_prefix: Optional[str]  # body prefix in the model (None: no mapping)
+    source_prefix: str | None  # body prefix in the checkpoint (None: no mapping, no single body in both)
+    target_prefix: str | None  # body prefix in the model (None: no mapping)
     dropped_head_keys: List[str]  # classification-head keys the model has no place for
     dropped_candidate_keys: List[str]  # supernet candidates outside a fixed model's architecture
 
@@ -90,7 +96,7 @@ def map_detnas_weights(state_dict: Mapping[str, Any], model: nn.Module) -> DetNA
         if key.startswith(CLASSIFIER_HEAD_PREFIX) and key not in model_keys:
             dropped_head.append(key)
             continue
-        mapped[prefix + key[len(source):] if key.startswith(source) else key] = value
+        mapped[prefix + key[len(source) :] if key.startswith(source) else key] = value
 
     dropped_candidates = []
     if not backbone.is_supernet and prefix + _ARCH_RECORD not in mapped:  # supernet weights, fixed model
@@ -106,7 +112,8 @@ def _unreadable(path: str, reason: str) -> CheckpointFileError:
     return CheckpointFileError(
         f"cannot read checkpoint {path}: {reason}. The file is truncated (an interrupted download, copy or save) "
         "or is not a PyTorch (.pth) / detectron2 (.pkl) checkpoint; copy or download it again, or point "
-        "MODEL.WEIGHTS at another file")
+        "MODEL.WEIGHTS at another file"
+    )
 
 
 def _check_checkpoint_content(path: str, loaded: Any) -> None:
@@ -122,19 +129,25 @@ def _check_checkpoint_content(path: str, loaded: Any) -> None:
 def backbone_shape_mismatches(state_dict: Mapping[str, Any], model: nn.Module) -> List[tuple]:
     """``(key, checkpoint shape, model shape)`` of the backbone tensors whose shapes differ."""
     model_state = model.state_dict()
-    return [(key, tuple(value.shape), tuple(model_state[key].shape)) for key, value in state_dict.items()
-            if key.startswith(BACKBONE_PREFIX) and key in model_state
-            and tuple(value.shape) != tuple(model_state[key].shape)]
+    return [
+        (key, tuple(value.shape), tuple(model_state[key].shape))
+        for key, value in state_dict.items()
+        if key.startswith(BACKBONE_PREFIX)
+        and key in model_state
+        and tuple(value.shape) != tuple(model_state[key].shape)
+    ]
 
 
 def _shape_error(path: str, mismatches: List[tuple]) -> CheckpointShapeError:
-    shown = "; ".join(f"'{key}' is {ckpt} in the checkpoint but {model} in the model"
-                      for key, ckpt, model in mismatches[:3])
+    shown = "; ".join(
+        f"'{key}' is {ckpt} in the checkpoint but {model} in the model" for key, ckpt, model in mismatches[:3]
+    )
     more = f" (and {len(mismatches) - 3} more)" if len(mismatches) > 3 else ""
     return CheckpointShapeError(
         f"checkpoint {path}: {len(mismatches)} backbone tensors do not fit this model: {shown}{more}. It was saved "
         "from a backbone of other widths (e.g. MODEL.DETNAS.WIDTH_MULT) or another architecture; build the "
-        "model as the checkpoint's was built, or use weights saved from this model")
+        "model as the checkpoint's was built, or use weights saved from this model"
+    )
 
 
 class DetNASCheckpointer(DetectionCheckpointer):
@@ -173,8 +186,12 @@ class DetNASCheckpointer(DetectionCheckpointer):
     def resume_candidates(self) -> List[str]:
         """The checkpoint named by ``last_checkpoint``, then the folder's periodic checkpoints, newest first."""
         last = self.get_checkpoint_file()
-        numbered = [(int(m.group(1)), name) for name in os.listdir(self.save_dir or ".")
-                    for m in [_PERIODIC_CHECKPOINT.match(name)] if m]
+        numbered = [
+            (int(m.group(1)), name)
+            for name in os.listdir(self.save_dir or ".")
+            for m in [_PERIODIC_CHECKPOINT.match(name)]
+            if m
+        ]
         older = [os.path.join(self.save_dir, name) for _, name in sorted(numbered, reverse=True)]
         return [last] + [path for path in older if path != last]
 
@@ -191,19 +208,28 @@ class DetNASCheckpointer(DetectionCheckpointer):
             except CheckpointFileError as err:
                 fallback = candidates[i + 1] if i + 1 < len(candidates) else None
                 if fallback is None:
-                    raise CheckpointFileError(f"no readable checkpoint to resume from in {self.save_dir} (tried "
-                                              f"{', '.join(candidates)}); last error: {err}") from err
-                self.logger.warning(f"[DetNASCheckpointer] {err}\nResuming from the previous checkpoint {fallback} "
-                                    "instead")
+                    raise CheckpointFileError(
+                        f"no readable checkpoint to resume from in {self.save_dir} (tried "
+                        f"{', '.join(candidates)}); last error: {err}"
+                    ) from err
+                self.logger.warning(
+                    f"[DetNASCheckpointer] {err}\nResuming from the previous checkpoint {fallback} instead"
+                )
 
     def _log_mapping(self, mapping: DetNASWeightMapping) -> None:
         if mapping.source_prefix != mapping.target_prefix:
-            self.logger.info(f"[DetNASCheckpointer] DetNAS body weights '{mapping.source_prefix}*' loaded into "
-                             f"'{mapping.target_prefix}*'")
+            self.logger.info(
+                f"[DetNASCheckpointer] DetNAS body weights '{mapping.source_prefix}*' loaded into "
+                f"'{mapping.target_prefix}*'"
+            )
         if mapping.dropped_head_keys:
-            self.logger.info(f"[DetNASCheckpointer] dropped {len(mapping.dropped_head_keys)} classification-head "
-                             f"tensors unused by {type(self.model).__name__}: {', '.join(mapping.dropped_head_keys)}")
+            self.logger.info(
+                f"[DetNASCheckpointer] dropped {len(mapping.dropped_head_keys)} classification-head "
+                f"tensors unused by {type(self.model).__name__}: {', '.join(mapping.dropped_head_keys)}"
+            )
         if mapping.dropped_candidate_keys:
             arch = _model_backbone(self.model)[1].body.resolved_arch
-            self.logger.info(f"[DetNASCheckpointer] supernet weights reduced to the fixed architecture {arch}: "
-                             f"{len(mapping.dropped_candidate_keys)} tensors of other candidates not loaded")
+            self.logger.info(
+                f"[DetNASCheckpointer] supernet weights reduced to the fixed architecture {arch}: "
+                f"{len(mapping.dropped_candidate_keys)} tensors of other candidates not loaded"
+            )

@@ -6,6 +6,7 @@ and the head at ``classifier_head.*``, so :class:`~detnas_d2.modeling.checkpoint
 the body into a detector and drop the head. For a supernet (MODEL.DETNAS.ARCH empty) a training or search
 hook sets the path with ``find_detnas_backbone(model).set_arch(arch)`` before each forward.
 """
+
 from typing import Dict, List, Sequence, Union
 
 import torch
@@ -73,8 +74,10 @@ class SupernetClassifier(nn.Module):
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"MODEL.CLASSIFIER.LABEL_SMOOTHING must be in [0, 1), got {label_smoothing!r}")
         if HEAD_INPUT_FEATURE not in backbone.output_shape():
-            raise ValueError(f"the classifier needs backbone output {HEAD_INPUT_FEATURE!r}; "
-                             f"the backbone gives {list(backbone.output_shape())}")
+            raise ValueError(
+                f"the classifier needs backbone output {HEAD_INPUT_FEATURE!r}; "
+                f"the backbone gives {list(backbone.output_shape())}"
+            )
         self.backbone = backbone
         self.classifier_head = head
         self.label_smoothing = label_smoothing
@@ -103,8 +106,10 @@ class SupernetClassifier(nn.Module):
         """Stack the images into an (N, C, H, W) float batch normalised with PIXEL_MEAN / PIXEL_STD."""
         sizes = {tuple(item["image"].shape) for item in batched_inputs}
         if len(sizes) != 1:
-            raise ValueError(f"SupernetClassifier needs equally sized images in a batch, got shapes {sorted(sizes)} "
-                             "(crop them to INPUT.CLS_CROP_SIZE, e.g. with ClassificationMapper)")
+            raise ValueError(
+                f"SupernetClassifier needs equally sized images in a batch, got shapes {sorted(sizes)} "
+                "(crop them to INPUT.CLS_CROP_SIZE, e.g. with ClassificationMapper)"
+            )
         images = torch.stack([item["image"].to(self.device, torch.float32) for item in batched_inputs])
         return (images - self.pixel_mean) / self.pixel_std
 

@@ -1,5 +1,6 @@
 """Config keys of the modeling area: the DetNAS backbone (``MODEL.DETNAS``), the neck (``MODEL.NECK``,
 ``MODEL.NASFPN``) and the supernet classifier (``MODEL.CLASSIFIER``)."""
+
 from detectron2.config import CfgNode as CN
 
 from ..data.config import add_classification_input_config

@@ -13,8 +13,9 @@ expect raw BGR 0-255 input (megvii-model/SinglePathOneShot#5): such configs shou
 MODEL.PIXEL_MEAN [0, 0, 0] and MODEL.PIXEL_STD [1, 1, 1] (not forced here). The DetNAS recipe additionally
 uses MODEL.FPN.NORM "SyncBN" and a 4conv1fc box head with SyncBN (megvii-model/DetNAS detection configs).
 """
+
 import math
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import torch
 from detectron2.config import CfgNode
@@ -23,8 +24,13 @@ from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 
 from ..nn.shufflenet import FEATURE_STRIDES, ShuffleNetV2Supernet, build_shufflenet
-from ..space.backbone import (BackboneLayout, is_registered_architecture, parse_architecture, smallest_width_mult,
-                              space_layout)
+from ..space.backbone import (
+    BackboneLayout,
+    is_registered_architecture,
+    parse_architecture,
+    smallest_width_mult,
+    space_layout,
+)
 
 __all__ = [
     "DetNASBackbone",
@@ -89,10 +95,16 @@ def _base_layout(node: CfgNode) -> Tuple[BackboneLayout, str]:
 def check_width_mult(node: CfgNode) -> None:
     """MODEL.DETNAS.WIDTH_MULT must be a positive number whose rounded channel widths form valid blocks."""
     width_mult = node.WIDTH_MULT
-    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or not width_mult > 0 \
-            or not math.isfinite(width_mult):
-        raise ValueError(f"MODEL.DETNAS.WIDTH_MULT = {width_mult!r}: the width multiplier must be a positive "
-                         "number (1.0 = published widths)")
+    if (
+        isinstance(width_mult, bool)
+        or not isinstance(width_mult, (int, float))
+        or not width_mult > 0
+        or not math.isfinite(width_mult)
+    ):
+        raise ValueError(
+            f"MODEL.DETNAS.WIDTH_MULT = {width_mult!r}: the width multiplier must be a positive "
+            "number (1.0 = published widths)"
+        )
     layout, what = _base_layout(node)
     scaled = layout.scaled(width_mult)
     try:
@@ -102,10 +114,11 @@ def check_width_mult(node: CfgNode) -> None:
         raise ValueError(
             f"MODEL.DETNAS.WIDTH_MULT = {width_mult}: the width multiplier gives channel widths ({widths}) that "
             f"cannot form {what}: each stage must be wider than its input. The smallest width multiplier allowed "
-            f"is {smallest_width_mult(layout)}") from None
+            f"is {smallest_width_mult(layout)}"
+        ) from None
 
 
-def _build_bottom_up(cfg: CfgNode, input_shape: ShapeSpec, out_features: Optional[Sequence[str]]) -> DetNASBackbone:
+def _build_bottom_up(cfg: CfgNode, input_shape: ShapeSpec, out_features: Sequence[str] | None) -> DetNASBackbone:
     """The DetNAS Backbone described by MODEL.DETNAS with the given outputs."""
     node = cfg.MODEL.DETNAS
     check_width_mult(node)

@@ -4,16 +4,16 @@
 neck (``MODEL.NECK.NAME``) into one detectron2 ``Backbone`` with outputs p3..p7 (strides 8..128), so configs switch
 between NAS-FPN and FPN, or between ResNet and the DetNAS supernet, by name.
 """
+
 import functools
 from typing import Dict
-
-from torch import nn
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone import fpn as d2_fpn
 from detectron2.utils.registry import Registry
+from torch import nn
 
 from detnas_d2.nn import nasfpn as nasfpn_nn
 from detnas_d2.space.neck import LEVELS
@@ -26,7 +26,6 @@ A neck maps the bottom-up feature dict to ``{"p3": ..., "p7": ...}`` and has ``o
 
 #: the bottom-up strides every neck here consumes (C3, C4, C5)
 _INPUT_STRIDES = (8, 16, 32)
-
 
 
 def _check_neck_inputs(in_features, input_shape: Dict[str, ShapeSpec]) -> None:
@@ -131,8 +130,15 @@ class FPN(nn.Module):
     """
 
     @configurable
-    def __init__(self, *, input_shape: Dict[str, ShapeSpec], in_features, out_channels: int, norm: str = "",
-                 fuse_type: str = "sum"):
+    def __init__(
+        self,
+        *,
+        input_shape: Dict[str, ShapeSpec],
+        in_features,
+        out_channels: int,
+        norm: str = "",
+        fuse_type: str = "sum",
+    ):
         """Build ``detectron2.modeling.backbone.fpn.FPN`` over ``in_features`` of ``input_shape``."""
         super().__init__()
         _check_neck_inputs(in_features, input_shape)
@@ -243,8 +249,6 @@ def build_nasfpn_backbone(cfg, input_shape: ShapeSpec) -> BottomUpNeckBackbone:
     """``MODEL.NECK.BOTTOM_UP`` backbone + ``MODEL.NECK.NAME`` neck as one backbone with p3..p7 outputs."""
     bottom_up_name = cfg.MODEL.NECK.BOTTOM_UP
     if bottom_up_name == "build_nasfpn_backbone":
-        raise ValueError(
-            "MODEL.NECK.BOTTOM_UP cannot be build_nasfpn_backbone itself; name e.g. build_resnet_backbone"
-        )
+        raise ValueError("MODEL.NECK.BOTTOM_UP cannot be build_nasfpn_backbone itself; name e.g. build_resnet_backbone")
     bottom_up = BACKBONE_REGISTRY.get(bottom_up_name)(cfg, input_shape)
     return BottomUpNeckBackbone(bottom_up, build_neck(cfg, bottom_up.output_shape()))

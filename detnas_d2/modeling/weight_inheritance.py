@@ -7,9 +7,10 @@ weights recorded for another architecture). Works on a raw supernet state dict (
 a detectron2 checkpoint ``{"model": state_dict, ...}`` (prefix ``backbone.bottom_up.body.`` or
 ``backbone.body.``); every key outside the choice blocks is kept unchanged.
 """
+
 import re
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping
 
 from ..nn.shufflenet import encode_arch_record
 from ..space.backbone import parse_architecture, space_for_length
@@ -21,7 +22,7 @@ _CHOICE_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)blocks\.(?P<position>\d+)\.choi
 TRAINING_STATE_KEYS = ("optimizer", "scheduler", "iteration")
 
 
-def extract_subnet_state_dict(state_dict: Mapping[str, Any], arch: Any, space: Optional[str] = None) -> Dict[str, Any]:
+def extract_subnet_state_dict(state_dict: Mapping[str, Any], arch: Any, space: str | None = None) -> Dict[str, Any]:
     """The state dict of the fixed network of ``arch`` inherited from a supernet ``state_dict``.
 
     ``arch`` takes any encoding form; ``space`` defaults to the one implied by the number of block
@@ -64,7 +65,7 @@ def extract_subnet_state_dict(state_dict: Mapping[str, Any], arch: Any, space: O
     return subnet
 
 
-def extract_subnet_checkpoint(checkpoint: Mapping[str, Any], arch: Any, space: Optional[str] = None) -> Dict[str, Any]:
+def extract_subnet_checkpoint(checkpoint: Mapping[str, Any], arch: Any, space: str | None = None) -> Dict[str, Any]:
     """Like :func:`extract_subnet_state_dict` for a raw state dict or a ``{"model": ...}`` checkpoint.
 
     In the wrapped form the other top-level entries are kept, except the supernet's training

@@ -13,6 +13,7 @@ Stride-2 blocks (first of each stage) feed the whole input to both branches: the
 keeps C_in channels, the main branch produces C_out - C_in (Megvii split). Module order
 inside ``branch_main`` / ``branch_proj`` mirrors the ShuffleNet-Series code so indices line up.
 """
+
 from typing import Callable, Tuple
 
 import torch

@@ -5,6 +5,7 @@ parameter-free resampling (one max-pool with kernel = stride = 2^k, or nearest u
 attention, unused nodes summed into the output cell of their level, then ReLU -> 3x3 conv -> norm -> optional
 DropBlock. No detectron2 import.
 """
+
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -32,7 +33,7 @@ class CellPlan:
     input_levels: Tuple[int, int]  # pyramid levels of the two inputs
     level: int  # output level
     op: str  # "sum" or "attention"
-    attention_input: Optional[int]  # pool index whose global pooling gives the weights (None for "sum")
+    attention_input: int | None  # pool index whose global pooling gives the weights (None for "sum")
     unused_inputs: Tuple[int, ...]  # same-level nodes nobody consumed, summed in before the post-op (output cells)
     is_output: bool
 
@@ -57,7 +58,8 @@ def plan_pyramid_block(arch: NeckArchSpec, attention_source: str = "coarser") ->
         unused = ()
         if is_output:
             unused = tuple(
-                node for node, (node_level, count) in enumerate(zip(node_levels, consumers))
+                node
+                for node, (node_level, count) in enumerate(zip(node_levels, consumers))
                 if count == 0 and node_level == level
             )
             for node in unused:
@@ -132,7 +134,7 @@ class DropBlock2d(nn.Module):
             block -= 1
         seed_rate = self.drop_prob * height * width / (block**2 * (height - block + 1) * (width - block + 1))
         valid_centres = torch.zeros(height, width, dtype=torch.bool, device=x.device)
-        valid_centres[block // 2: height - block // 2, block // 2: width - block // 2] = True
+        valid_centres[block // 2 : height - block // 2, block // 2 : width - block // 2] = True
         seeds = (torch.rand_like(x) < seed_rate) & valid_centres
         keep = 1.0 - F.max_pool2d(seeds.to(x.dtype), kernel_size=block, stride=1, padding=block // 2)
         return x * keep * (keep.numel() / keep.sum().clamp(min=1.0))
@@ -164,8 +166,15 @@ class MergingCell(nn.Module):
         block_size: DropBlock square side.
     """
 
-    def __init__(self, plan: CellPlan, channels: int, norm_layer: NormFactory, attention_pool: str = "max",
-                 drop_prob: float = 0.0, block_size: int = 3):
+    def __init__(
+        self,
+        plan: CellPlan,
+        channels: int,
+        norm_layer: NormFactory,
+        attention_pool: str = "max",
+        drop_prob: float = 0.0,
+        block_size: int = 3,
+    ):
         super().__init__()
         if attention_pool not in ATTENTION_POOLS:
             raise ValueError(f"attention_pool {attention_pool!r} unknown; allowed: {list(ATTENTION_POOLS)}")
@@ -205,8 +214,10 @@ class MergingCell(nn.Module):
 
     def extra_repr(self) -> str:
         plan = self.plan
-        return (f"node={plan.node}, inputs={plan.inputs}, level=P{plan.level}, op={plan.op}, "
-                f"attention_input={plan.attention_input}, unused_inputs={plan.unused_inputs}")
+        return (
+            f"node={plan.node}, inputs={plan.inputs}, level=P{plan.level}, op={plan.op}, "
+            f"attention_input={plan.attention_input}, unused_inputs={plan.unused_inputs}"
+        )
 
 
 class PyramidBlock(nn.Module):
@@ -223,8 +234,16 @@ class PyramidBlock(nn.Module):
         block_size: DropBlock square side.
     """
 
-    def __init__(self, arch: NeckArchSpec, channels: int, norm_layer: NormFactory, attention_pool: str = "max",
-                 attention_source: str = "coarser", drop_prob: float = 0.0, block_size: int = 3):
+    def __init__(
+        self,
+        arch: NeckArchSpec,
+        channels: int,
+        norm_layer: NormFactory,
+        attention_pool: str = "max",
+        attention_source: str = "coarser",
+        drop_prob: float = 0.0,
+        block_size: int = 3,
+    ):
         super().__init__()
         self.attention_source = attention_source
         plans = plan_pyramid_block(arch, attention_source)
@@ -291,17 +310,31 @@ class NASFPN(nn.Module):
         block_size: DropBlock square side.
     """
 
-    def __init__(self, in_channels: Sequence[int], arch: NeckArchSpec = "NAS-FPN", channels: int = 256,
-                 num_repeats: int = 7, norm_layer: NormFactory = nn.BatchNorm2d, attention_pool: str = "max",
-                 attention_source: str = "coarser", drop_prob: float = 0.0, block_size: int = 3):
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        arch: NeckArchSpec = "NAS-FPN",
+        channels: int = 256,
+        num_repeats: int = 7,
+        norm_layer: NormFactory = nn.BatchNorm2d,
+        attention_pool: str = "max",
+        attention_source: str = "coarser",
+        drop_prob: float = 0.0,
+        block_size: int = 3,
+    ):
         super().__init__()
         if num_repeats < 1:
             raise ValueError(f"num_repeats must be >= 1, got {num_repeats}")
         self.arch = resolve_neck_arch(arch)
         self.channels = channels
         self._options = dict(
-            in_channels=list(in_channels), channels=channels, num_repeats=num_repeats, norm_layer=norm_layer,
-            attention_pool=attention_pool, attention_source=attention_source, drop_prob=drop_prob,
+            in_channels=list(in_channels),
+            channels=channels,
+            num_repeats=num_repeats,
+            norm_layer=norm_layer,
+            attention_pool=attention_pool,
+            attention_source=attention_source,
+            drop_prob=drop_prob,
             block_size=block_size,
         )
         self.input_stage = NASFPNInputStage(in_channels, channels, norm_layer)

@@ -7,6 +7,7 @@ a supernet must keep BN statistics trainable for per-candidate recalibration). F
 nn.BatchNorm2d's state-dict keys as buffers and drops ``num_batches_tracked`` on load, so BN
 checkpoints load directly.
 """
+
 import functools
 import math
 from typing import Callable

@@ -17,6 +17,7 @@ architecture but ties their weights, as Single-Path NAS and Once-for-All do for 
 Each candidate still appears under its own name in the state dict, with its own shapes (a view saves its
 crop), so fixed networks extract their weights from a sharing supernet exactly as from an independent one.
 """
+
 from typing import Dict
 
 import torch

@@ -12,7 +12,8 @@ configs of megvii-model/DetNAS) and, with a head, ImageNet logits under ``linear
 convention of the Megvii reference code: raw BGR 0-255, no mean/std.
 Pure PyTorch: no detectron2 or fvcore import.
 """
-from typing import Any, Dict, Optional, Sequence, Tuple
+
+from typing import Any, Dict, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -111,8 +112,8 @@ class _ShuffleNetV2(nn.Module):
         norm: NormFactory,
         style: str,
         in_channels: int,
-        num_classes: Optional[int],
-        out_features: Optional[Sequence[str]],
+        num_classes: int | None,
+        out_features: Sequence[str] | None,
         zero_init_last_norm: bool,
     ):
         super().__init__()
@@ -219,14 +220,14 @@ class ShuffleNetV2Supernet(_ShuffleNetV2):
         self,
         space: str = "small",
         width_mult: float = 1.0,
-        layout: Optional[BackboneLayout] = None,
+        layout: BackboneLayout | None = None,
         norm: str = "BN",
         norm_affine: bool = True,
         bn_momentum: float = 0.1,
         style: str = "detnas",
         in_channels: int = 3,
-        num_classes: Optional[int] = None,
-        out_features: Optional[Sequence[str]] = None,
+        num_classes: int | None = None,
+        out_features: Sequence[str] | None = None,
         zero_init_last_norm: bool = False,
         weight_sharing: str = "none",
     ):
@@ -249,10 +250,10 @@ class ShuffleNetV2Supernet(_ShuffleNetV2):
         if weight_sharing == "kernel":
             for position in self.blocks:
                 share_kernels(position.choices)
-        self._arch: Optional[Tuple[int, ...]] = None
+        self._arch: Tuple[int, ...] | None = None
 
     @property
-    def arch(self) -> Optional[Tuple[int, ...]]:
+    def arch(self) -> Tuple[int, ...] | None:
         """The current path, or None before :meth:`set_arch`."""
         return self._arch
 
@@ -296,16 +297,16 @@ class ShuffleNetV2Fixed(_ShuffleNetV2):
     def __init__(
         self,
         arch: Any,
-        space: Optional[str] = None,
+        space: str | None = None,
         width_mult: float = 1.0,
-        layout: Optional[BackboneLayout] = None,
+        layout: BackboneLayout | None = None,
         norm: str = "BN",
         norm_affine: bool = True,
         bn_momentum: float = 0.1,
         style: str = "detnas",
         in_channels: int = 3,
-        num_classes: Optional[int] = None,
-        out_features: Optional[Sequence[str]] = None,
+        num_classes: int | None = None,
+        out_features: Sequence[str] | None = None,
         zero_init_last_norm: bool = False,
     ):
         resolved = parse_architecture(arch, space=space)

@@ -17,6 +17,7 @@ Adding a part is one new file in this folder; every module here is imported belo
         def model_space(self, module): ...    # its SearchSpace
         def config_values(self, arch): ...    # {"MODEL.X.ARCH": ...}: the fixed architecture in config keys
 """
+
 import importlib
 import pkgutil
 
@@ -24,9 +25,9 @@ from .base import (  # noqa: F401
     SEARCHABLE_PART_REGISTRY,
     SearchablePart,
     get_part,
+    parse_space,
     part_archs,
     part_names,
-    parse_space,
 )
 
 for _module in pkgutil.iter_modules(__path__):

@@ -1,4 +1,5 @@
 """The detection AutoAugment policy as a searchable part: scored by proxy training only (no supernet holds it)."""
+
 from ..data.autoaugment import AutoAugmentPolicySpace
 from ..data.mappers import AUTOAUGMENT_MAPPER_NAME, DEFAULT_MAPPER_NAME
 from .base import SEARCHABLE_PART_REGISTRY, SearchablePart
@@ -14,13 +15,17 @@ class AutoAugmentPart(SearchablePart):
     changes_detector = False
 
     def config_space(self, cfg):
-        return AutoAugmentPolicySpace(num_sub_policies=cfg.SEARCH.AUTOAUG.NUM_SUB_POLICIES,
-                                      ops_per_sub_policy=cfg.SEARCH.AUTOAUG.OPS_PER_SUB_POLICY)
+        return AutoAugmentPolicySpace(
+            num_sub_policies=cfg.SEARCH.AUTOAUG.NUM_SUB_POLICIES,
+            ops_per_sub_policy=cfg.SEARCH.AUTOAUG.OPS_PER_SUB_POLICY,
+        )
 
     def config_values(self, arch):
         """AutoAugment on, ``INPUT.AUTOAUGMENT.CUSTOM_POLICY`` = the policy (``arch`` canonical, as validated)."""
-        return {"INPUT.AUTOAUGMENT.ENABLED": True,
-                "INPUT.AUTOAUGMENT.CUSTOM_POLICY": [[list(op) for op in sub] for sub in arch]}
+        return {
+            "INPUT.AUTOAUGMENT.ENABLED": True,
+            "INPUT.AUTOAUGMENT.CUSTOM_POLICY": [[list(op) for op in sub] for sub in arch],
+        }
 
     def write_config(self, cfg, arch):
         if cfg.DATALOADER.MAPPER_NAME not in (DEFAULT_MAPPER_NAME, AUTOAUGMENT_MAPPER_NAME):

@@ -1,10 +1,11 @@
 """The DetNAS backbone as a searchable part: a ShuffleNetV2 supernet searched by weight sharing."""
+
 from ..cost import BackboneCostModel
 from ..modeling.detnas_backbone import DetNASBackbone
 from ..modeling.weight_inheritance import extract_subnet_state_dict
-from .latency import build_latency_cost
 from ..space.backbone import BackboneSearchSpace, format_architecture
 from .base import SEARCHABLE_PART_REGISTRY, SearchablePart, find_single
+from .latency import build_latency_cost
 
 
 @SEARCHABLE_PART_REGISTRY.register()
@@ -34,7 +35,7 @@ class BackbonePart(SearchablePart):
         return BackboneCostModel(space=body.space, layout=body.layout, style=body.style)
 
     def cost_fns(self, cfg, module):
-        """"params" (stem + blocks); "flops" with ``SEARCH.FLOPS_MODE`` "backbone" (the spec's counter at 224x224,
+        """ "params" (stem + blocks); "flops" with ``SEARCH.FLOPS_MODE`` "backbone" (the spec's counter at 224x224,
         analytical); "latency" with ``SEARCH.LATENCY.MODE`` "measure" or "lut" (fixed-subnet milliseconds)."""
         table = self.cost_model(module)
         costs = {"params": table.params}
@@ -51,4 +52,5 @@ class BackbonePart(SearchablePart):
 
         def bounds(name):
             return table.bounds(name) if name in ("flops", "params") else None
+
         return bounds

@@ -4,8 +4,9 @@ A part is small on purpose (mmrazor's mutable/mutator split in spirit): the part
 about one kind of searchable thing, the model holds the module (a one-shot supernet part), and the search code
 only talks to this interface.
 """
+
 from functools import reduce
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 from detectron2.utils.registry import Registry
 from torch import nn
@@ -33,7 +34,7 @@ class SearchablePart:
     #: a candidate builds another detector, so a proxy search counts the detector's FLOPs
     changes_detector = True
 
-    def find(self, model: nn.Module) -> Optional[nn.Module]:
+    def find(self, model: nn.Module) -> nn.Module | None:
         """The model's module of this part (fixed or one-shot), None if it has none."""
         return None
 
@@ -71,12 +72,12 @@ class SearchablePart:
         """The part's own costs of one of its architectures, by name (e.g. "params"), per ``cfg.SEARCH``."""
         return {}
 
-    def cost_range(self, cfg, module: nn.Module) -> Optional[Callable[[str], Any]]:
+    def cost_range(self, cfg, module: nn.Module) -> Callable[[str], Any] | None:
         """``name -> (low, high)`` bounds of the part's costs when it is searched alone, or None if unknown."""
         return None
 
 
-def find_single(model: nn.Module, module_type: type, name: str) -> Optional[nn.Module]:
+def find_single(model: nn.Module, module_type: type, name: str) -> nn.Module | None:
     """The one ``module_type`` module inside ``model`` (None if it has none); several are an error."""
     found = [module for module in model.modules() if isinstance(module, module_type)]
     if len(found) > 1:
@@ -110,11 +111,15 @@ def get_part(name: str) -> SearchablePart:
 def parse_space(value: str) -> List[str]:
     """The part names of a ``SEARCH.SPACE`` value ("backbone", "backbone,neck,autoaug"; "" = none named)."""
     if not isinstance(value, str):
-        raise ValueError(f"cfg.SEARCH.SPACE = {value!r} is invalid: must be a string of comma-separated part names "
-                         f"from {part_names()}, or ''")
+        raise ValueError(
+            f"cfg.SEARCH.SPACE = {value!r} is invalid: must be a string of comma-separated part names "
+            f"from {part_names()}, or ''"
+        )
     names = [name.strip() for name in value.split(",") if name.strip()]
     unknown = [name for name in names if name not in _parts()]
     if unknown or len(set(names)) != len(names):
-        raise ValueError(f"cfg.SEARCH.SPACE = {value!r} is invalid: must be comma-separated part names from "
-                         f"{part_names()} (each at most once), or '' for every one-shot part of the model")
+        raise ValueError(
+            f"cfg.SEARCH.SPACE = {value!r} is invalid: must be comma-separated part names from "
+            f"{part_names()} (each at most once), or '' for every one-shot part of the model"
+        )
     return names

@@ -3,6 +3,7 @@
 Both are cached in ``OUTPUT_DIR/SEARCH.LATENCY.CACHE_FILE`` per device, input shape and backbone widths, so a
 resumed or repeated search re-times nothing it timed before. See :mod:`detnas_d2.cost.latency` for what is timed.
 """
+
 import os
 
 from ..cost.latency import BlockLatencyTable, LatencyCache, LatencyMeasurer, MeasuredLatency
@@ -12,9 +13,17 @@ def latency_measurer(cfg, body) -> LatencyMeasurer:
     """A measurer of ``body``'s (a ShuffleNetV2 supernet) fixed subnets with the ``SEARCH.LATENCY`` settings."""
     lat = cfg.SEARCH.LATENCY
     size = tuple(lat.INPUT_SIZE) or tuple(cfg.SEARCH.DETECTOR_INPUT_SIZE)
-    return LatencyMeasurer(body.space, body.layout, style=body.style, device=lat.DEVICE or cfg.MODEL.DEVICE,
-                           batch_size=lat.BATCH_SIZE, input_size=size, warmup=lat.WARMUP, runs=lat.RUNS,
-                           clock=lat.CLOCK)
+    return LatencyMeasurer(
+        body.space,
+        body.layout,
+        style=body.style,
+        device=lat.DEVICE or cfg.MODEL.DEVICE,
+        batch_size=lat.BATCH_SIZE,
+        input_size=size,
+        warmup=lat.WARMUP,
+        runs=lat.RUNS,
+        clock=lat.CLOCK,
+    )
 
 
 def latency_cache(cfg) -> LatencyCache:

@@ -4,13 +4,14 @@ A detector may hold several one-shot parts (see :mod:`detnas_d2.parts`: a DetNAS
 a one-shot NAS-FPN neck ``"neck"``). With one part, an architecture is that part's own encoding (a list); with
 several, it is a dict ``{"backbone": ..., "neck": ...}`` over a :class:`~detnas_d2.space.joint.JointSpace`.
 """
+
 from typing import Dict
 
 from torch import nn
 
-from .base import SEARCHABLE_PART_REGISTRY, get_part, part_archs
 from ..space.base import SearchSpace
 from ..space.joint import JointSpace
+from .base import SEARCHABLE_PART_REGISTRY, get_part, part_archs
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -1,4 +1,5 @@
 """The NAS-FPN neck as a searchable part: a one-shot neck supernet, or fixed necks trained by proxy."""
+
 from ..modeling.neck import NASFPN
 from ..space.neck import NeckSearchSpace, format_compact_neck_arch
 from .base import SEARCHABLE_PART_REGISTRY, SearchablePart, find_single

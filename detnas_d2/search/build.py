@@ -4,6 +4,7 @@ and the fitness functions (``SEARCH.EVALUATOR``). Config validation reads the al
 An entry is a builder function named after its config value (detectron2's registries key objects by
 ``__name__``). Builders of heavy pieces import them when called, so that reading the names stays cheap.
 """
+
 from detectron2.utils.registry import Registry
 
 from ..space.base import SearchSpace
@@ -24,14 +25,24 @@ dict per candidate (see :mod:`detnas_d2.search.runner`); selected by ``cfg.SEARC
 
 def _common_args(s) -> dict:
     """Arguments every strategy takes, from ``cfg.SEARCH``."""
-    return dict(population=s.POPULATION, generations=s.GENERATIONS, topk=s.TOPK, seed=s.SEED,
-                max_random_tries=s.MAX_RANDOM_TRIES)
+    return dict(
+        population=s.POPULATION,
+        generations=s.GENERATIONS,
+        topk=s.TOPK,
+        seed=s.SEED,
+        max_random_tries=s.MAX_RANDOM_TRIES,
+    )
 
 
 def _evolution_args(s) -> dict:
     """Arguments of the evolutionary strategies, from ``cfg.SEARCH``."""
-    return dict(num_mutation=s.NUM_MUTATION, num_crossover=s.NUM_CROSSOVER, mutation_prob=s.MUTATION_PROB,
-                max_tries_factor=s.MAX_TRIES_FACTOR, **_common_args(s))
+    return dict(
+        num_mutation=s.NUM_MUTATION,
+        num_crossover=s.NUM_CROSSOVER,
+        mutation_prob=s.MUTATION_PROB,
+        max_tries_factor=s.MAX_TRIES_FACTOR,
+        **_common_args(s),
+    )
 
 
 @STRATEGY_REGISTRY.register()
@@ -59,8 +70,14 @@ def controller(cfg, space: SearchSpace) -> SearchStrategy:
 
     c = cfg.SEARCH.CONTROLLER
     return ControllerStrategy(
-        space, hidden_size=c.HIDDEN_SIZE, lr=c.LR, clip=c.CLIP, entropy_weight=c.ENTROPY_WEIGHT,
-        baseline_decay=c.BASELINE_DECAY, ppo_epochs=c.PPO_EPOCHS, normalize_advantage=c.NORMALIZE_ADVANTAGE,
+        space,
+        hidden_size=c.HIDDEN_SIZE,
+        lr=c.LR,
+        clip=c.CLIP,
+        entropy_weight=c.ENTROPY_WEIGHT,
+        baseline_decay=c.BASELINE_DECAY,
+        ppo_epochs=c.PPO_EPOCHS,
+        normalize_advantage=c.NORMALIZE_ADVANTAGE,
         **_common_args(cfg.SEARCH),
     )
 

@@ -16,7 +16,6 @@ LATENCY_MODES = ("off", "measure", "lut")
 LATENCY_CLOCKS = ("wall", "cpu")
 
 
-
 def add_search_config(cfg: CN) -> None:
     """Declare every ``SEARCH.*`` key used by the search; calling it twice is harmless."""
     declare(cfg, "SEARCH", CN())
@@ -123,6 +122,8 @@ def _add_latency_config(s: CN) -> None:
     declare(lat, "CLOCK", "wall")
     # cache file of measurements and block tables, relative to OUTPUT_DIR (keyed per device, input shape and widths)
     declare(lat, "CACHE_FILE", "latency_cache.json")
+
+
 def _add_controller_config(s: CN) -> None:
     """Declare ``SEARCH.CONTROLLER.*``, the settings of the PPO-trained LSTM controller strategy."""
     declare(s, "CONTROLLER", CN())
@@ -195,7 +196,8 @@ def validate_search_config(cfg: CN) -> None:
         _fail(
             "SEARCH.NUM_MUTATION",
             s.NUM_MUTATION,
-            f"NUM_MUTATION + NUM_CROSSOVER ({s.NUM_MUTATION} + {s.NUM_CROSSOVER}) must not exceed POPULATION ({s.POPULATION})",
+            f"NUM_MUTATION + NUM_CROSSOVER ({s.NUM_MUTATION} + {s.NUM_CROSSOVER}) "
+            f"must not exceed POPULATION ({s.POPULATION})",
         )
     if not _is_number(s.MUTATION_PROB) or not 0.0 <= s.MUTATION_PROB <= 1.0:
         _fail("SEARCH.MUTATION_PROB", s.MUTATION_PROB, "must be a number in [0, 1]")
@@ -216,9 +218,12 @@ def validate_search_config(cfg: CN) -> None:
     if s.EVALUATOR not in FITNESS_REGISTRY:
         _fail("SEARCH.EVALUATOR", s.EVALUATOR, f"must be one of {_registered(FITNESS_REGISTRY)}")
     if s.EVALUATOR == "one_shot" and names and all("one_shot" not in get_part(name).evaluators for name in names):
-        _fail("SEARCH.EVALUATOR", s.EVALUATOR,
-              f"SEARCH.SPACE {s.SPACE!r} needs 'proxy' (no supernet holds {', '.join(names)}; name a one-shot part "
-              "too for a joint search)")
+        _fail(
+            "SEARCH.EVALUATOR",
+            s.EVALUATOR,
+            f"SEARCH.SPACE {s.SPACE!r} needs 'proxy' (no supernet holds {', '.join(names)}; name a one-shot part "
+            "too for a joint search)",
+        )
     _validate_proxy_config(s)
     _validate_latency_config(s)
     _validate_controller_config(s)
@@ -251,10 +256,16 @@ def _validate_proxy_config(s: CN) -> None:
     if not _is_number(p.BASE_LR) or p.BASE_LR < 0:
         _fail("SEARCH.PROXY.BASE_LR", p.BASE_LR, "must be a number >= 0 (0 = keep SOLVER.BASE_LR)")
     steps = p.STEPS
-    if (not isinstance(steps, (list, tuple)) or not all(_is_int(v) and 0 < v < p.MAX_ITER for v in steps)
-            or list(steps) != sorted(set(steps))):
-        _fail("SEARCH.PROXY.STEPS", steps,
-              f"must be strictly increasing integers in (0, SEARCH.PROXY.MAX_ITER = {p.MAX_ITER}), or ()")
+    if (
+        not isinstance(steps, (list, tuple))
+        or not all(_is_int(v) and 0 < v < p.MAX_ITER for v in steps)
+        or list(steps) != sorted(set(steps))
+    ):
+        _fail(
+            "SEARCH.PROXY.STEPS",
+            steps,
+            f"must be strictly increasing integers in (0, SEARCH.PROXY.MAX_ITER = {p.MAX_ITER}), or ()",
+        )
     for key in ("TRAIN_SUBSET", "SEED"):
         if not _is_int(p[key]) or p[key] < 0:
             _fail(f"SEARCH.PROXY.{key}", p[key], "must be an integer >= 0")

@@ -6,17 +6,17 @@ reported with the smallest and largest cost of the space.
 """
 
 import math
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Tuple
 
 CostFn = Callable[[Any], float]
-CostRange = Callable[[str], Optional[Tuple[float, float]]]
+CostRange = Callable[[str], Tuple[float, float] | None]
 
 
 class InfeasibleConstraintError(ValueError):
     """No legal candidate can be found under the configured cost limits."""
 
 
-def format_cost(value: Optional[float]) -> str:
+def format_cost(value: float | None) -> str:
     """Short human-readable cost, e.g. ``3.012e+08``."""
     return "n/a" if value is None else f"{value:.4g}"
 
@@ -26,9 +26,9 @@ class CostConstraints:
 
     def __init__(
         self,
-        cost_fns: Optional[Mapping[str, CostFn]] = None,
-        limits: Optional[Mapping[str, float]] = None,
-        cost_range: Optional[CostRange] = None,
+        cost_fns: Mapping[str, CostFn] | None = None,
+        limits: Mapping[str, float] | None = None,
+        cost_range: CostRange | None = None,
     ):
         """
         Args:

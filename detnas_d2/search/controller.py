@@ -8,12 +8,13 @@ the clipped PPO loss minus an entropy bonus. Sampling draws from the strategy's 
 start from a ``torch.Generator`` seeded with SEARCH.SEED, and the update is deterministic, so the parameters,
 Adam state, baseline and pending batch in :meth:`state_dict` (tensors as base64 bytes, exact) resume exactly.
 """
+
 import base64
 import contextlib
 import logging
 import math
 import statistics
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Sequence
 
 import numpy as np
 import torch
@@ -164,12 +165,31 @@ class ControllerStrategy(SearchStrategy):
 
     name = "controller"
 
-    def __init__(self, space: SearchSpace, *, population: int, generations: int, topk: int, seed: int,
-                 max_random_tries: int, hidden_size: int = 64, lr: float = 0.02, clip: float = 0.2,
-                 entropy_weight: float = 0.01, baseline_decay: float = 0.5, ppo_epochs: int = 10,
-                 normalize_advantage: bool = True):
-        super().__init__(space, population=population, generations=generations, topk=topk, seed=seed,
-                         max_random_tries=max_random_tries)
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        population: int,
+        generations: int,
+        topk: int,
+        seed: int,
+        max_random_tries: int,
+        hidden_size: int = 64,
+        lr: float = 0.02,
+        clip: float = 0.2,
+        entropy_weight: float = 0.01,
+        baseline_decay: float = 0.5,
+        ppo_epochs: int = 10,
+        normalize_advantage: bool = True,
+    ):
+        super().__init__(
+            space,
+            population=population,
+            generations=generations,
+            topk=topk,
+            seed=seed,
+            max_random_tries=max_random_tries,
+        )
         _check_int("hidden_size", hidden_size, 1)
         _check_int("ppo_epochs", ppo_epochs, 1)
         for arg, value in (("lr", lr), ("clip", clip)):
@@ -186,7 +206,7 @@ class ControllerStrategy(SearchStrategy):
         self.policy = ControllerPolicy(self.tokenizer.sizes, hidden_size, seed)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
         #: moving average of the fitness; None before the first update
-        self.baseline: Optional[float] = None
+        self.baseline: float | None = None
         #: token lists of the proposed, not yet updated generation (in proposal order)
         self.batch_tokens: List[List[int]] = []
 
@@ -227,8 +247,9 @@ class ControllerStrategy(SearchStrategy):
 
     def _propose_one(self, archs: list, keys: set, is_legal: IsLegal) -> None:
         """Append one new legal sample to ``archs`` (its key to ``keys``, its tokens to the batch)."""
-        tokens, arch = self._sample_legal(lambda candidate: self.space.encode(candidate) not in keys
-                                          and is_legal(candidate))
+        tokens, arch = self._sample_legal(
+            lambda candidate: self.space.encode(candidate) not in keys and is_legal(candidate)
+        )
         archs.append(arch)
         keys.add(self.space.encode(arch))
         self.batch_tokens.append(tokens)
@@ -240,8 +261,11 @@ class ControllerStrategy(SearchStrategy):
             arch = self.space.validate(self.tokenizer.to_arch(tokens))
             if is_new_legal(arch):
                 return tokens, arch
-        logger.warning("The controller drew no new legal architecture in %d tries (SEARCH.MAX_RANDOM_TRIES); "
-                       "taking a uniform random one", self.max_random_tries)
+        logger.warning(
+            "The controller drew no new legal architecture in %d tries (SEARCH.MAX_RANDOM_TRIES); "
+            "taking a uniform random one",
+            self.max_random_tries,
+        )
         arch = self.space.validate(self._random_legal(1, is_new_legal)[0])
         return self.tokenizer.from_arch(arch), arch
 
@@ -249,8 +273,10 @@ class ControllerStrategy(SearchStrategy):
 
     def _masks(self, batch: List[List[int]]) -> List[torch.Tensor]:
         """Per token position, the (batch, choices) boolean mask of allowed choices along each token list."""
-        return [torch.tensor([self.tokenizer.allowed(tokens[:position]) for tokens in batch])
-                for position in range(len(self.tokenizer.sizes))]
+        return [
+            torch.tensor([self.tokenizer.allowed(tokens[:position]) for tokens in batch])
+            for position in range(len(self.tokenizer.sizes))
+        ]
 
     def _advantages(self, rewards: List[float]) -> torch.Tensor:
         """Fitness minus the moving-average baseline (optionally / the batch's spread); then update the baseline."""
@@ -279,7 +305,7 @@ class ControllerStrategy(SearchStrategy):
             self.optimizer.step()
         return {"loss": float(loss), "entropy": float(entropy.mean())}
 
-    def update(self, keys: Sequence[str], fitnesses: Sequence[Optional[float]], costs=None) -> None:
+    def update(self, keys: Sequence[str], fitnesses: Sequence[float | None], costs=None) -> None:
         """Train the policy on the evaluated batch (non-finite fitness: sample skipped), then merge the top-k;
         ``costs`` (given to every strategy) play no part in the reward."""
         if len(keys) != len(self.batch_tokens):
@@ -289,8 +315,14 @@ class ControllerStrategy(SearchStrategy):
             advantages = self._advantages([fitness for _, fitness in scored])
             with _one_thread():
                 stats = self._ppo_update([tokens for tokens, _ in scored], advantages)
-            logger.info("Controller update %d/%d: baseline %.4g, loss %.4g, policy entropy %.4g nats",
-                        self.generation + 1, self.generations, self.baseline, stats["loss"], stats["entropy"])
+            logger.info(
+                "Controller update %d/%d: baseline %.4g, loss %.4g, policy entropy %.4g nats",
+                self.generation + 1,
+                self.generations,
+                self.baseline,
+                stats["loss"],
+                stats["entropy"],
+            )
         self.batch_tokens = []
         super().update(keys, fitnesses, costs)
 

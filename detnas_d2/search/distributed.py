@@ -6,7 +6,8 @@ Messages: ``{"op": "evaluate", "archs": [...]}`` before each fitness call of the
 at the end (or on an error of the main rank), which releases the other ranks. ``broadcast(obj)`` returns ``obj``
 on the main rank and the main rank's object on the others (e.g. :func:`broadcast_from_main`).
 """
-from typing import Any, Callable, List, Optional
+
+from typing import Any, Callable, List
 
 import torch.distributed as dist
 
@@ -43,7 +44,7 @@ def serve_fitness(fitness: Callable[[List], Any], broadcast: Broadcast) -> None:
         fitness(message["archs"])
 
 
-def run_on_every_rank(runner, resume: bool = False, *, is_main: bool = True, broadcast: Optional[Broadcast] = None):
+def run_on_every_rank(runner, resume: bool = False, *, is_main: bool = True, broadcast: Broadcast | None = None):
     """Run ``runner`` (a :class:`~detnas_d2.search.runner.SearchRunner`, built the same way on every rank) as one
     search: the main rank drives it and returns its result; the other ranks serve its fitness and return ``None``.
     In a single process leave ``broadcast=None``."""

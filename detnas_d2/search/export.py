@@ -7,14 +7,15 @@ search's score and training from it retrains the architecture. Its ``OUTPUT_DIR`
 ``<search OUTPUT_DIR>/retrain``, so a retraining never writes over the search's files. To drop the backbone into
 another detectron2 config, copy its ``MODEL.DETNAS`` block (the README shows how).
 """
+
 import io
 import os
 
 import torch
 
 from ..engine.supernet_eval import PathTester
-from ..parts.model import searchable_parts, set_model_arch, unwrap
 from ..parts import get_part, part_archs
+from ..parts.model import searchable_parts, set_model_arch, unwrap
 from .state import atomic_write
 
 CONFIG_FILE = "best_config.yaml"

@@ -11,11 +11,12 @@ search. Files written by the default hooks (in ``output_dir``):
                       rank (position in that order, what SEARCH.EXPORT_RANK selects), arch, fitness and cost
   pareto_front.png    the front after every generation, fitness vs cost (with pareto_front.json)
 """
+
 import datetime
 import logging
 import os
 from dataclasses import asdict
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping
 
 from detectron2.utils.events import EventStorage, JSONWriter, TensorboardXWriter
 
@@ -50,7 +51,7 @@ class SearchHook:
         """Called once with the final :class:`~detnas_d2.search.runner.SearchResult` of a successful search."""
 
 
-def format_eta(seconds: Optional[float]) -> str:
+def format_eta(seconds: float | None) -> str:
     """``H:MM:SS`` or ``unknown``."""
     return "unknown" if seconds is None else str(datetime.timedelta(seconds=int(round(seconds))))
 
@@ -68,7 +69,7 @@ class ProgressLogger(SearchHook):
         self._seconds = 0.0
         self._evaluated = 0
 
-    def _eta_seconds(self) -> Optional[float]:
+    def _eta_seconds(self) -> float | None:
         """Remaining time from the mean evaluation time of this session (slots left x mean)."""
         if self._evaluated == 0:
             return None
@@ -103,7 +104,7 @@ class ProgressLogger(SearchHook):
         widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
         table = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in [header] + rows)
         logger.info(
-            "Generation %d/%d done (best %s, median %s, worst %s); %d/%d candidates evaluated, ETA %s. " "Top-%d:\n%s",
+            "Generation %d/%d done (best %s, median %s, worst %s); %d/%d candidates evaluated, ETA %s. Top-%d:\n%s",
             stats["generation"] + 1,
             runner.strategy.generations,
             stats["best"],
@@ -124,10 +125,18 @@ class ProgressLogger(SearchHook):
         if not keys:
             return
         cost = runner.strategy.objective_cost
-        lines = [f"{rank}  {runner.records[key]['fitness']}  {format_cost(runner.records[key]['costs'][cost])}  {key}"
-                 for rank, key in enumerate(keys)]
-        logger.info("Pareto front of %s vs %s (rank, %s, %s, arch):\n%s", runner.metric, cost, runner.metric, cost,
-                    "\n".join(lines))
+        lines = [
+            f"{rank}  {runner.records[key]['fitness']}  {format_cost(runner.records[key]['costs'][cost])}  {key}"
+            for rank, key in enumerate(keys)
+        ]
+        logger.info(
+            "Pareto front of %s vs %s (rank, %s, %s, arch):\n%s",
+            runner.metric,
+            cost,
+            runner.metric,
+            cost,
+            "\n".join(lines),
+        )
 
     def after_search(self, result) -> None:
         logger.info(
@@ -206,8 +215,16 @@ class ParetoFrontWriter(SearchHook):
         runner = self.runner
         cost = runner.strategy.objective_cost
         members = [
-            {"rank": rank, "key": c.key, "arch": c.arch, "fitness": c.fitness, "cost": c.costs[cost],
-             "costs": c.costs, "generation": c.generation, "index": c.index}
+            {
+                "rank": rank,
+                "key": c.key,
+                "arch": c.arch,
+                "fitness": c.fitness,
+                "cost": c.costs[cost],
+                "costs": c.costs,
+                "generation": c.generation,
+                "index": c.index,
+            }
             for rank, c in enumerate(result.front)
         ]
         save_json_atomic(
@@ -217,8 +234,13 @@ class ParetoFrontWriter(SearchHook):
         )
         if plot:
             fronts = [[runner.records[key] for key in keys] for keys in runner.strategy.fronts]
-            plot_pareto_fronts(fronts, list(runner.records.values()), os.path.join(self.output_dir, FRONT_PLOT_FILE),
-                               cost, runner.metric)
+            plot_pareto_fronts(
+                fronts,
+                list(runner.records.values()),
+                os.path.join(self.output_dir, FRONT_PLOT_FILE),
+                cost,
+                runner.metric,
+            )
 
     def after_generation(self, stats: Dict) -> None:
         self._write(self.runner.result(), plot=self.each_generation)
@@ -227,13 +249,16 @@ class ParetoFrontWriter(SearchHook):
         self._write(result, plot=True)
 
 
-def default_hooks(output_dir: Optional[str], plot_each_generation: bool = True) -> List[SearchHook]:
+def default_hooks(output_dir: str | None, plot_each_generation: bool = True) -> List[SearchHook]:
     """The console progress, and the best-architecture, progress-plot and Pareto-front files in ``output_dir``
     (none when it is ``None``)."""
     hooks: List[SearchHook] = [ProgressLogger()]
     if output_dir is not None:
-        hooks += [BestArchWriter(output_dir), ParetoFrontWriter(output_dir, plot_each_generation),
-                  ProgressPlotWriter(output_dir, plot_each_generation)]
+        hooks += [
+            BestArchWriter(output_dir),
+            ParetoFrontWriter(output_dir, plot_each_generation),
+            ProgressPlotWriter(output_dir, plot_each_generation),
+        ]
     return hooks
 
 
@@ -244,8 +269,7 @@ class SearchEventWriter(SearchHook):
 
     def __init__(self, output_dir: str):
         os.makedirs(output_dir, exist_ok=True)
-        self.writers = [JSONWriter(os.path.join(output_dir, "search_metrics.json")),
-                        TensorboardXWriter(output_dir)]
+        self.writers = [JSONWriter(os.path.join(output_dir, "search_metrics.json")), TensorboardXWriter(output_dir)]
 
     def after_generation(self, stats: Dict) -> None:
         if self.runner.replaying:

@@ -11,13 +11,14 @@
 
 ``OUTPUT_DIR/best_config.yaml`` is phase 2's export: both winners in one config, training into ``OUTPUT_DIR/retrain``.
 """
+
 import os
 from typing import List
 
 from ..parts import get_part, parse_space
-from .store import LOG_FILE, STATE_FILE
 from .export import CONFIG_FILE, exported_config
 from .state import atomic_write
+from .store import LOG_FILE, STATE_FILE
 
 PHASE_ONE_DIR = "phase1_one_shot"
 PHASE_TWO_DIR = "phase2_proxy"

@@ -4,18 +4,19 @@
 evaluates its share of each batch of candidates); "proxy" trains a fresh detector per candidate on a short
 schedule (all ranks train each candidate together). A one-shot search whose ``SEARCH.SPACE`` also names parts only
 a proxy can score (the augmentation policy) runs both, one after the other (:mod:`detnas_d2.search.joint`). Which
-parts a search covers and how each is found, exported and costed is :mod:`detnas_d2.parts`. Runs in every process of a detectron2 ``launch``: rank 0
-drives the strategy and writes the files.
+parts a search covers and how each is found, exported and costed is :mod:`detnas_d2.parts`. Runs in every
+process of a detectron2 ``launch``: rank 0 drives the strategy and writes the files.
 """
+
 import logging
 
 from detectron2.utils import comm
 
 from ..engine.trainer import Trainer
-from ..parts.model import model_search_space, searchable_parts, set_model_arch
 from ..parts import get_part, parse_space, part_names
-from .config import validate_search_config
+from ..parts.model import model_search_space, searchable_parts, set_model_arch
 from .build import build_fitness, build_search_strategy
+from .config import validate_search_config
 from .distributed import broadcast_from_main, run_on_every_rank
 from .export import export_best
 from .hooks import SearchEventWriter
@@ -50,10 +51,13 @@ def build_cost_fns(cfg, model):
         def flops(arch):
             set_model_arch(model, arch)
             return detector_flops(model, height, width)
+
         cost_fns["flops"] = flops
     if cfg.SEARCH.LATENCY.MODE != "off" and "latency" not in cost_fns:
-        raise ValueError(f"cfg.SEARCH.LATENCY.MODE = {cfg.SEARCH.LATENCY.MODE!r} needs a one-shot DetNAS backbone "
-                         "(MODEL.DETNAS.ARCH ''); set it 'off' for a neck-only search")
+        raise ValueError(
+            f"cfg.SEARCH.LATENCY.MODE = {cfg.SEARCH.LATENCY.MODE!r} needs a one-shot DetNAS backbone "
+            "(MODEL.DETNAS.ARCH ''); set it 'off' for a neck-only search"
+        )
     cost_range = None
     if len(parts) == 1:
         ((name, module),) = parts.items()
@@ -103,13 +107,15 @@ def run_joint_search(cfg, resume: bool = False):
 
 def _runner_factory(cfg, space, fitness, cost_fns, cost_range, eval_batch_size: int, fingerprint_extra=None):
     """``make_runner(**kwargs)``: a search runner from ``cfg.SEARCH`` (kwargs: e.g. more hooks)."""
-    args = SearchRunner.from_config(cfg, space, fitness, cost_fns=cost_fns, cost_range=cost_range,
-                                    output_dir=cfg.OUTPUT_DIR)
+    args = SearchRunner.from_config(
+        cfg, space, fitness, cost_fns=cost_fns, cost_range=cost_range, output_dir=cfg.OUTPUT_DIR
+    )
     args["fingerprint_extra"] = {**args["fingerprint_extra"], **(fingerprint_extra or {})}
     args["eval_batch_size"] = eval_batch_size
 
     def make_runner(**kwargs):
         return SearchRunner(**{**args, "strategy": build_search_strategy(cfg, space)}, **kwargs)
+
     return make_runner
 
 
@@ -124,22 +130,30 @@ def check_space(cfg, model) -> None:
             f"cfg.SEARCH.SPACE = {cfg.SEARCH.SPACE!r} is invalid: this model has no one-shot "
             f"{' or '.join(get_part(name).description for name in missing)}; allowed parts: {allowed} "
             "(comma-separated, or '' for the model's one-shot parts). MODEL.DETNAS.ARCH '' builds a one-shot "
-            "backbone, MODEL.NASFPN.ONE_SHOT True a one-shot neck")
+            "backbone, MODEL.NASFPN.ONE_SHOT True a one-shot neck"
+        )
 
 
 def one_shot_runner(cfg, model, fitness):
     """``make_runner(**kwargs)`` of a one-shot search over ``model``'s searchable parts."""
     check_space(cfg, model)
     cost_fns, cost_range = build_cost_fns(cfg, model)
-    return _runner_factory(cfg, model_search_space(model), fitness, cost_fns, cost_range,
-                           cfg.SEARCH.EVAL_BATCH_SIZE * comm.get_world_size())  # one candidate per rank and call
+    return _runner_factory(
+        cfg,
+        model_search_space(model),
+        fitness,
+        cost_fns,
+        cost_range,
+        cfg.SEARCH.EVAL_BATCH_SIZE * comm.get_world_size(),
+    )  # one candidate per rank and call
 
 
 def proxy_runner(cfg, fitness, space=None):
     """``make_runner(**kwargs)`` of a proxy-task search of ``SEARCH.SPACE``."""
     space = build_proxy_space(cfg) if space is None else space
-    return _runner_factory(cfg, space, fitness, build_proxy_cost_fns(cfg, space), None, cfg.SEARCH.EVAL_BATCH_SIZE,
-                           proxy_fingerprint(cfg))
+    return _runner_factory(
+        cfg, space, fitness, build_proxy_cost_fns(cfg, space), None, cfg.SEARCH.EVAL_BATCH_SIZE, proxy_fingerprint(cfg)
+    )
 
 
 def _run(cfg, make_runner, resume: bool):
@@ -160,8 +174,10 @@ def export_choice(cfg, result):
     if rank < 0:
         return result.best
     if rank >= size:
-        raise ValueError(f"cfg.SEARCH.EXPORT_RANK = {rank} is invalid: the Pareto front (pareto_front.json) has "
-                         f"{size} members, so it must be in 0..{size - 1}, or -1 for the best METRIC")
+        raise ValueError(
+            f"cfg.SEARCH.EXPORT_RANK = {rank} is invalid: the Pareto front (pareto_front.json) has "
+            f"{size} members, so it must be in 0..{size - 1}, or -1 for the best METRIC"
+        )
     return result.front[rank]
 
 
@@ -182,8 +198,10 @@ def run_one_shot_search(cfg, resume: bool = False):
         return None
     chosen = export_choice(cfg, result)
     files = export_best(cfg, model, chosen.arch, fitness.evaluate_one, cfg.OUTPUT_DIR)
-    logger.info(f"{export_label(cfg)} {chosen.arch}: {cfg.SEARCH.METRIC} = {chosen.fitness}, "
-                f"costs {chosen.costs}; exported {files['config']} and {files['weights']}")
+    logger.info(
+        f"{export_label(cfg)} {chosen.arch}: {cfg.SEARCH.METRIC} = {chosen.fitness}, "
+        f"costs {chosen.costs}; exported {files['config']} and {files['weights']}"
+    )
     return result
 
 
@@ -195,6 +213,8 @@ def run_proxy_search(cfg, resume: bool = False):
         return None
     chosen = export_choice(cfg, result)
     path = export_proxy_best(cfg, space, chosen.arch, cfg.OUTPUT_DIR)
-    logger.info(f"{export_label(cfg)} {chosen.arch}: {cfg.SEARCH.METRIC} = {chosen.fitness}, "
-                f"costs {chosen.costs}; exported {path} (retrain it: no weights are exported)")
+    logger.info(
+        f"{export_label(cfg)} {chosen.arch}: {cfg.SEARCH.METRIC} = {chosen.fitness}, "
+        f"costs {chosen.costs}; exported {path} (retrain it: no weights are exported)"
+    )
     return result

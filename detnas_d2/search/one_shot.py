@@ -5,9 +5,9 @@ the candidates ``r, r + world, ...``; each rank recalibrates BN and runs inferen
 alone (no collective inside an evaluation, so SyncBN layers are converted to plain BN), then all results are
 gathered. Per-candidate work is identical whatever the number of processes, so 1 and N processes agree.
 """
-from typing import Dict, List
 
 import os
+from typing import Dict, List
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader, get_detection_dataset_dicts
 from detectron2.data.datasets.coco import convert_to_coco_json
@@ -32,8 +32,9 @@ def search_dataset_name(cfg) -> str:
 def local_test_loader(cfg, dataset_name: str):
     """All images of ``dataset_name`` on this rank (detectron2's default loader shards them across ranks)."""
     dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)
-    return build_detection_test_loader(dicts, mapper=Trainer.build_test_mapper(cfg), sampler=range(len(dicts)),
-                                       num_workers=cfg.DATALOADER.NUM_WORKERS)
+    return build_detection_test_loader(
+        dicts, mapper=Trainer.build_test_mapper(cfg), sampler=range(len(dicts)), num_workers=cfg.DATALOADER.NUM_WORKERS
+    )
 
 
 def local_coco_evaluator(dataset_name: str):
@@ -64,9 +65,15 @@ class OneShotFitness:
         dataset_name = search_dataset_name(cfg)
         ensure_coco_ground_truth(cfg, dataset_name)
         self.evaluate_one = PathTester(
-            cfg, self.model, dataset_name, build_test_loader=lambda name: local_test_loader(cfg, name),
-            build_evaluator=local_coco_evaluator, train_mapper=Trainer.build_train_mapper(cfg),
-            recalib=cfg.SEARCH.BN_RECALIB, recalib_seed=cfg.SEARCH.SEED)
+            cfg,
+            self.model,
+            dataset_name,
+            build_test_loader=lambda name: local_test_loader(cfg, name),
+            build_evaluator=local_coco_evaluator,
+            train_mapper=Trainer.build_train_mapper(cfg),
+            recalib=cfg.SEARCH.BN_RECALIB,
+            recalib_seed=cfg.SEARCH.SEED,
+        )
 
     def __call__(self, archs: List) -> List[Dict]:
         rank, world = comm.get_rank(), comm.get_world_size()

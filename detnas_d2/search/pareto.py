@@ -4,9 +4,9 @@ A point is ``(fitness, cost)``; a ``None`` fitness (non-finite metric) is worse 
 is deterministic: ties keep the order of the input points.
 """
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
-Point = Tuple[Optional[float], float]
+Point = Tuple[float | None, float]
 
 
 def _fitness(point: Point) -> float:

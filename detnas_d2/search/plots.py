@@ -6,7 +6,7 @@ safe on headless machines and inside processes that use another backend.
 """
 
 import io
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Sequence
 
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -19,7 +19,7 @@ def plot_search_progress(
     records: Sequence[Mapping],
     path: str,
     cost_name: str = "flops",
-    limit: Optional[float] = None,
+    limit: float | None = None,
     metric: str = "fitness",
 ) -> None:
     """Write the two-panel progress figure to ``path`` (atomically).
@@ -79,16 +79,23 @@ def plot_pareto_fronts(
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     scored = [r for r in records if r["fitness"] is not None]
-    ax.scatter([r["costs"][cost_name] for r in scored], [r["fitness"] for r in scored], s=10, color="0.75",
-               label="evaluated")
+    ax.scatter(
+        [r["costs"][cost_name] for r in scored], [r["fitness"] for r in scored], s=10, color="0.75", label="evaluated"
+    )
     colours = colormaps["viridis"]
     for generation, front in enumerate(fronts):
         members = [r for r in front if r["fitness"] is not None]
         last = generation == len(fronts) - 1
-        ax.step([r["costs"][cost_name] for r in members], [r["fitness"] for r in members], where="post",
-                marker="o", markersize=6 if last else 3, linewidth=2 if last else 1,
-                color="tab:red" if last else colours(generation / max(len(fronts) - 1, 1)),
-                label=f"front after generation {generation + 1}" if last or generation == 0 else "_")
+        ax.step(
+            [r["costs"][cost_name] for r in members],
+            [r["fitness"] for r in members],
+            where="post",
+            marker="o",
+            markersize=6 if last else 3,
+            linewidth=2 if last else 1,
+            color="tab:red" if last else colours(generation / max(len(fronts) - 1, 1)),
+            label=f"front after generation {generation + 1}" if last or generation == 0 else "_",
+        )
     ax.set_xlabel(f"{cost_name} (lower is better)")
     ax.set_ylabel(f"{metric} (higher is better)")
     ax.set_title(f"Pareto front per generation ({len(records)} evaluated)")

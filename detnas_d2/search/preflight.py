@@ -5,6 +5,7 @@ the config, the datasets, the supernet weights (every tensor of the one-shot mod
 against the cost model's exact range, and the output folder (a new search never starts where a search is; a
 resume must match the saved state or log). ``--overwrite`` moves an existing search aside, never deletes it.
 """
+
 import os
 import time
 

@@ -14,6 +14,7 @@ candidates run one after another. A proxy training is much longer than a one-sho
 size is part of the proxy task, so spreading candidates over ranks would change each candidate's training
 with the number of processes.
 """
+
 import gc
 import hashlib
 import logging
@@ -31,12 +32,12 @@ from detectron2.utils.env import seed_all_rng
 
 from ..cost import detector_flops
 from ..engine.trainer import Trainer
-from ..parts import get_part, part_archs, part_names, parse_space
+from ..parts import get_part, parse_space, part_archs, part_names
 from ..space.base import SearchSpace
 from ..space.joint import JointSpace
 from ..utils.subset import seeded_subset_indices
-from .one_shot import search_dataset_name
 from .export import CONFIG_FILE, exported_config
+from .one_shot import search_dataset_name
 from .state import atomic_write
 
 logger = logging.getLogger("detnas_d2.search")
@@ -195,8 +196,10 @@ def build_proxy_cost_fns(cfg, space: SearchSpace) -> Dict[str, Callable[[Any], f
     otherwise (an AutoAugment policy does not). A limit on a cost the space lacks raises a ValueError naming the key."""
     s = cfg.SEARCH
     if s.LATENCY.MODE != "off":
-        raise ValueError(f"cfg.SEARCH.LATENCY.MODE = {s.LATENCY.MODE!r} is invalid with SEARCH.EVALUATOR 'proxy': "
-                         "latency is measured on one-shot backbones only; set it 'off'")
+        raise ValueError(
+            f"cfg.SEARCH.LATENCY.MODE = {s.LATENCY.MODE!r} is invalid with SEARCH.EVALUATOR 'proxy': "
+            "latency is measured on one-shot backbones only; set it 'off'"
+        )
     cost_fns = {}
     detector_parts = [name for name in proxy_part_names(cfg) if get_part(name).changes_detector]
     if detector_parts:

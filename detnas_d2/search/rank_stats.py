@@ -1,4 +1,5 @@
 """Rank correlations (Kendall's tau-b, Spearman's rho with average ranks for ties) without SciPy."""
+
 import math
 from typing import List, Sequence
 

@@ -24,7 +24,7 @@ import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Sequence
 
 from detectron2.config import configurable
 
@@ -61,8 +61,8 @@ class EvaluatedCandidate:
 
     key: str
     arch: Any
-    fitness: Optional[float]
-    metrics: Dict[str, Optional[float]]
+    fitness: float | None
+    metrics: Dict[str, float | None]
     costs: Dict[str, float]
     generation: int
     index: int
@@ -80,9 +80,9 @@ class SearchResult:
     front: List[EvaluatedCandidate] = field(default_factory=list)
 
 
-def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> Dict[str, Optional[float]]:
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> Dict[str, float | None]:
     """Flatten nested metric dicts with "/" and convert values to float (non-finite -> None)."""
-    flat: Dict[str, Optional[float]] = {}
+    flat: Dict[str, float | None] = {}
     for name, value in metrics.items():
         full = f"{prefix}{name}"
         if isinstance(value, Mapping):
@@ -107,12 +107,12 @@ class SearchRunner:
         fitness: Fitness,
         *,
         metric: str,
-        constraints: Optional[CostConstraints] = None,
-        output_dir: Optional[str] = None,
+        constraints: CostConstraints | None = None,
+        output_dir: str | None = None,
         eval_batch_size: int = 1,
         plot_each_generation: bool = True,
         hooks: Sequence[SearchHook] = (),
-        fingerprint_extra: Optional[Mapping[str, Any]] = None,
+        fingerprint_extra: Mapping[str, Any] | None = None,
     ):
         """
         Args:
@@ -138,22 +138,24 @@ class SearchRunner:
         self.output_dir = output_dir
         self.store = SearchStore(output_dir) if output_dir is not None else None
         self.eval_batch_size = eval_batch_size
-        self.fingerprint = json.loads(json.dumps(  # as it reads back from JSON, for exact comparisons on resume
-            {
-                "space": space.name,
-                "metric": metric,
-                "costs": sorted(self.constraints.cost_fns),
-                **{f"limit.{name}": limit for name, limit in self.constraints.limits.items()},
-                **strategy.settings(),
-                **(fingerprint_extra or {}),
-            }
-        ))
+        self.fingerprint = json.loads(
+            json.dumps(  # as it reads back from JSON, for exact comparisons on resume
+                {
+                    "space": space.name,
+                    "metric": metric,
+                    "costs": sorted(self.constraints.cost_fns),
+                    **{f"limit.{name}": limit for name, limit in self.constraints.limits.items()},
+                    **strategy.settings(),
+                    **(fingerprint_extra or {}),
+                }
+            )
+        )
         #: the memo: key -> record (generation, index, costs, metrics, fitness) of every evaluated candidate
         self.records: Dict[str, dict] = {}
         #: logged results of a state being rebuilt from the log, consumed in log order, and that log's path
-        self._replay: "OrderedDict[str, dict]" = OrderedDict()
+        self._replay: OrderedDict[str, dict] = OrderedDict()
         self._replay_source = LOG_FILE
-        self._pending: Optional[List[str]] = None
+        self._pending: List[str] | None = None
         self._num_done = 0
         self._population: List[str] = []
         self._history: List[dict] = []
@@ -166,9 +168,9 @@ class SearchRunner:
         cfg,
         space: SearchSpace,
         fitness: Fitness,
-        cost_fns: Optional[Mapping[str, Callable[[Any], float]]] = None,
-        cost_range: Optional[CostRange] = None,
-        output_dir: Optional[str] = None,
+        cost_fns: Mapping[str, Callable[[Any], float]] | None = None,
+        cost_range: CostRange | None = None,
+        output_dir: str | None = None,
     ):
         """Runner arguments from ``cfg.SEARCH``; ``cost_fns`` must hold "flops" / "params" when their limit is set.
 
@@ -183,7 +185,9 @@ class SearchRunner:
             "fitness": fitness,
             "metric": s.METRIC,
             "constraints": CostConstraints(
-                cost_fns, {"flops": s.FLOPS_LIMIT, "params": s.PARAMS_LIMIT, "latency": s.LATENCY.LIMIT}, cost_range=cost_range
+                cost_fns,
+                {"flops": s.FLOPS_LIMIT, "params": s.PARAMS_LIMIT, "latency": s.LATENCY.LIMIT},
+                cost_range=cost_range,
             ),
             "output_dir": cfg.OUTPUT_DIR if output_dir is None else output_dir,
             "eval_batch_size": s.EVAL_BATCH_SIZE,
@@ -244,8 +248,9 @@ class SearchRunner:
         """Current top-k (best first) with the history so far."""
         topk = [self._candidate(key) for key, _ in self.strategy.topk]
         front = [self._candidate(key) for key in self.strategy.front()]
-        return SearchResult(best=topk[0], topk=topk, history=list(self._history), n_evaluated=len(self.records),
-                            front=front)
+        return SearchResult(
+            best=topk[0], topk=topk, history=list(self._history), n_evaluated=len(self.records), front=front
+        )
 
     # ------------------------------------------------------------------ main loop
 
@@ -274,7 +279,8 @@ class SearchRunner:
         key = self.space.encode(arch)
         if not isinstance(key, str):
             raise ValueError(
-                f"{type(self.space).__name__}.encode must return a str (it keys the JSON memo), got {type(key).__name__}"
+                f"{type(self.space).__name__}.encode must return a str (it keys the JSON memo), "
+                f"got {type(key).__name__}"
             )
         return key
 
@@ -368,7 +374,7 @@ class SearchRunner:
         if self.store is not None:
             self.store.append_log(log_lines)
 
-    def _record(self, key: str, arch: Any, metrics: Dict[str, Optional[float]], generation: int) -> dict:
+    def _record(self, key: str, arch: Any, metrics: Dict[str, float | None], generation: int) -> dict:
         """Add one evaluated candidate (flattened metrics) to the memo; return its record."""
         if self.metric not in metrics:
             raise ValueError(
@@ -500,8 +506,11 @@ class SearchRunner:
         self._replay_source = self.store.path(LOG_FILE)
         if not write:
             self._check_replay()
-        logger.info("Rebuilding the search state from the %d candidates of %s (none is evaluated again)",
-                    count, self._replay_source)
+        logger.info(
+            "Rebuilding the search state from the %d candidates of %s (none is evaluated again)",
+            count,
+            self._replay_source,
+        )
         return True
 
     def _check_replay(self) -> None:

@@ -1,17 +1,18 @@
 """The files that make a search resumable: ``search_state.json`` and ``search_log.jsonl`` of one output folder.
 
-  search_state.json   rewritten atomically after every fitness call; no timing inside, so an
-                      interrupted-and-resumed search ends with the same bytes as an uninterrupted one
-  search_log.jsonl    one line per evaluated candidate (the only place holding timings); appended before
-                      the state is saved, so it holds every candidate of the state: a resume whose state
-                      file is missing or unreadable rebuilds it by replaying the strategy on the logged
-                      results (nothing is evaluated again)
+search_state.json   rewritten atomically after every fitness call; no timing inside, so an
+                    interrupted-and-resumed search ends with the same bytes as an uninterrupted one
+search_log.jsonl    one line per evaluated candidate (the only place holding timings); appended before
+                    the state is saved, so it holds every candidate of the state: a resume whose state
+                    file is missing or unreadable rebuilds it by replaying the strategy on the logged
+                    results (nothing is evaluated again)
 """
+
 import json
 import logging
 import os
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from .state import CorruptStateError, atomic_write, load_state, save_json_atomic
 
@@ -33,8 +34,11 @@ class SearchExistsError(FileExistsError):
 
 def existing_search_error(output_dir: str, found: Sequence[str], resume: bool) -> SearchExistsError:
     """The error of a new search (or a resume with nothing to resume from) where the files ``found`` are."""
-    what = (f"but no {STATE_FILE} or {LOG_FILE} to resume from: {NEW_SEARCH_HELP}" if resume
-            else f"which a new search would overwrite: {EXISTING_SEARCH_HELP}")
+    what = (
+        f"but no {STATE_FILE} or {LOG_FILE} to resume from: {NEW_SEARCH_HELP}"
+        if resume
+        else f"which a new search would overwrite: {EXISTING_SEARCH_HELP}"
+    )
     return SearchExistsError(f"{output_dir} already holds a search ({', '.join(found)}) {what}")
 
 
@@ -80,7 +84,7 @@ class SearchStore:
         if resume:
             logger.info("No search state in %s; starting a new search", self.output_dir)
 
-    def load_state(self) -> Optional[dict]:
+    def load_state(self) -> dict | None:
         """The saved state, or None if there is none, or it is unreadable but the log can rebuild it."""
         state_path = self.path(STATE_FILE)
         if not os.path.exists(state_path):
@@ -98,7 +102,7 @@ class SearchStore:
 
     def read_log(self) -> Tuple[List[Tuple[dict, str]], str]:
         """``([(entry, line), ...], whole text)``: the log's leading lines that parse with indices 0, 1, 2, ..."""
-        with open(self.path(LOG_FILE), "r", encoding="utf-8") as f:
+        with open(self.path(LOG_FILE), encoding="utf-8") as f:
             text = f.read()
         lines = []
         for line in text.split("\n"):
@@ -111,7 +115,7 @@ class SearchStore:
             lines.append((entry, line))
         return lines, text
 
-    def logged_results(self, write: bool) -> Optional[Tuple["OrderedDict[str, dict]", int]]:
+    def logged_results(self, write: bool) -> Tuple["OrderedDict[str, dict]", int] | None:
         """``(entries by key in log order, number of readable lines)`` of the log (None if there is none);
         ``write`` drops its unreadable end from the file."""
         path = self.path(LOG_FILE)

@@ -16,7 +16,7 @@ All randomness comes from the strategy's own ``random.Random(seed)``, whose stat
 import logging
 import random
 import time
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Sequence, Tuple
 
 from ..space.base import SearchSpace
 from .pareto import rank_and_crowding, select_survivors
@@ -28,7 +28,7 @@ logger = logging.getLogger("detnas_d2.search")
 PROGRESS_PERIOD_S = 10.0
 
 IsLegal = Callable[[Any], bool]
-TopKEntry = Tuple[str, Optional[float]]
+TopKEntry = Tuple[str, float | None]
 
 
 class CandidateSearchExhausted(RuntimeError):
@@ -41,7 +41,7 @@ class CandidateSearchExhausted(RuntimeError):
         self.wanted = wanted
 
 
-def fitness_sort_key(fitness: Optional[float]) -> float:
+def fitness_sort_key(fitness: float | None) -> float:
     """Sort key making higher fitness better; ``None`` (non-finite metric) ranks below everything."""
     return float("-inf") if fitness is None else fitness
 
@@ -117,8 +117,8 @@ class SearchStrategy:
     def update(
         self,
         keys: Sequence[str],
-        fitnesses: Sequence[Optional[float]],
-        costs: Optional[Sequence[Mapping[str, float]]] = None,
+        fitnesses: Sequence[float | None],
+        costs: Sequence[Mapping[str, float]] | None = None,
     ) -> None:
         """Merge the evaluated generation into the top-k (old top-k first, stable sort) and advance.
 
@@ -172,9 +172,14 @@ class SearchStrategy:
                 arch = self.space.sample(self.rng)
                 draws += 1
                 if time.monotonic() > next_report:
-                    logger.info("Seeking random legal candidates: %d of %d found in %d draws (at most %d draws "
-                                "per candidate, SEARCH.MAX_RANDOM_TRIES)", len(found), count, draws,
-                                self.max_random_tries)
+                    logger.info(
+                        "Seeking random legal candidates: %d of %d found in %d draws (at most %d draws "
+                        "per candidate, SEARCH.MAX_RANDOM_TRIES)",
+                        len(found),
+                        count,
+                        draws,
+                        self.max_random_tries,
+                    )
                     next_report = time.monotonic() + PROGRESS_PERIOD_S
                 if is_legal(arch):
                     found.append(arch)
@@ -230,7 +235,8 @@ class EvolutionStrategy(SearchStrategy):
         _check_int("max_tries_factor", max_tries_factor, 1)
         if num_mutation + num_crossover > population:
             raise ValueError(
-                f"num_mutation + num_crossover ({num_mutation} + {num_crossover}) must not exceed population ({population})"
+                f"num_mutation + num_crossover ({num_mutation} + {num_crossover}) "
+                f"must not exceed population ({population})"
             )
         if not 0.0 <= mutation_prob <= 1.0:
             raise ValueError(f"mutation_prob must be in [0, 1], got {mutation_prob!r}")
@@ -322,7 +328,7 @@ class NSGA2Strategy(EvolutionStrategy):
             raise ValueError(f"objective_cost must be a non-empty cost name such as 'flops', got {objective_cost!r}")
         self.objective_cost = objective_cost
         #: surviving population as (key, fitness, cost), in selection order
-        self.parents: List[Tuple[str, Optional[float], float]] = []
+        self.parents: List[Tuple[str, float | None, float]] = []
         #: keys of the Pareto front after each generation, sorted by cost
         self.fronts: List[List[str]] = []
 

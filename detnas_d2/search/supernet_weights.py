@@ -3,6 +3,7 @@
 A search of a random supernet, of a stock ResNet checkpoint or of a supernet of another width would otherwise
 run to the end (detectron2 only warns about tensors it skips) and export a meaningless winner.
 """
+
 from ..modeling.checkpoint import DetNASCheckpointer
 from ..parts.model import searchable_parts, unwrap
 
@@ -36,16 +37,22 @@ def _missing_cause(model, prefixes, missing, incorrect_shapes) -> str:
     in_parts = {key for key in _expected_keys(model) if key.startswith(prefixes)}
     reshaped = [entry for entry in incorrect_shapes if entry[0] in in_parts] or incorrect_shapes
     if in_parts and in_parts <= set(missing) and not in_parts & {entry[0] for entry in reshaped}:
-        return ("it holds no weights of the supernet (a stock ResNet or other detectron2 checkpoint?); search the "
-                "supernet that train_net.py fine-tuned on detection (e.g. configs/supernet_fpn.yaml)")
+        return (
+            "it holds no weights of the supernet (a stock ResNet or other detectron2 checkpoint?); search the "
+            "supernet that train_net.py fine-tuned on detection (e.g. configs/supernet_fpn.yaml)"
+        )
     if reshaped:
         key, found, expected = reshaped[0]
-        return (f"{len(incorrect_shapes)} tensors have other shapes (e.g. {key}: {tuple(found)} in the checkpoint, "
-                f"{tuple(expected)} in the model): a supernet of another width; set MODEL.DETNAS.WIDTH_MULT (and the "
-                "neck's channels) as in the config it was trained with")
+        return (
+            f"{len(incorrect_shapes)} tensors have other shapes (e.g. {key}: {tuple(found)} in the checkpoint, "
+            f"{tuple(expected)} in the model): a supernet of another width; set MODEL.DETNAS.WIDTH_MULT (and the "
+            "neck's channels) as in the config it was trained with"
+        )
     if not in_parts & set(missing):
-        return ("it holds the supernet but not the detector around it (a classification-pretrained supernet?); "
-                "fine-tune it on detection first (e.g. configs/supernet_fpn.yaml)")
+        return (
+            "it holds the supernet but not the detector around it (a classification-pretrained supernet?); "
+            "fine-tune it on detection first (e.g. configs/supernet_fpn.yaml)"
+        )
     return "it holds only part of the supernet (another MODEL.DETNAS.SPACE, or another model's checkpoint?)"
 
 
@@ -54,9 +61,11 @@ def load_supernet_weights(cfg, model) -> None:
     unless the checkpoint provides every tensor of the model."""
     path = cfg.MODEL.WEIGHTS
     if not path:
-        raise ValueError("MODEL.WEIGHTS is empty: the search would score paths of a randomly initialised supernet. "
-                         "Set MODEL.WEIGHTS to the supernet fine-tuned on detection (train_net.py with e.g. "
-                         "configs/supernet_fpn.yaml writes OUTPUT_DIR/model_final.pth)")
+        raise ValueError(
+            "MODEL.WEIGHTS is empty: the search would score paths of a randomly initialised supernet. "
+            "Set MODEL.WEIGHTS to the supernet fine-tuned on detection (train_net.py with e.g. "
+            "configs/supernet_fpn.yaml writes OUTPUT_DIR/model_final.pth)"
+        )
     checkpointer = _RecordingCheckpointer(model)
     checkpointer.load(path)
     incompatible = checkpointer.incompatible

@@ -5,6 +5,7 @@ decisions (the masks that keep every sampled architecture valid, e.g. NAS-FPN ou
 once), and the maps between token lists and architectures. ``tokenizer_for(space)`` finds the tokenizer of any
 registered space; ``register_tokenizer`` adds one for a new space class. Pure Python.
 """
+
 from typing import Any, Callable, Dict, List, Sequence
 
 from ..data.autoaugment.space import AutoAugmentPolicySpace
@@ -72,8 +73,10 @@ class NeckTokenizer(Tokenizer):
         return [choice not in used for choice in range(len(LEVELS))]
 
     def to_arch(self, tokens):
-        return [[int(tokens[i]), int(tokens[i + 1]), LEVELS[tokens[i + 2]], OPS[tokens[i + 3]]]
-                for i in range(0, len(tokens), 4)]
+        return [
+            [int(tokens[i]), int(tokens[i + 1]), LEVELS[tokens[i + 2]], OPS[tokens[i + 3]]]
+            for i in range(0, len(tokens), 4)
+        ]
 
     def from_arch(self, arch):
         return [value for in1, in2, level, op in arch for value in (in1, in2, LEVELS.index(level), OPS.index(op))]
@@ -91,7 +94,7 @@ class PolicyTokenizer(Tokenizer):
     def to_arch(self, tokens):
         entries = [[self.choices[field][tokens[3 * e + field]] for field in range(3)] for e in range(self.entries)]
         n = self.ops_per_sub_policy
-        return [entries[i:i + n] for i in range(0, len(entries), n)]
+        return [entries[i : i + n] for i in range(0, len(entries), n)]
 
     def from_arch(self, arch):
         return [self.choices[field].index(value) for sub in arch for entry in sub for field, value in enumerate(entry)]
@@ -121,8 +124,10 @@ class JointTokenizer(Tokenizer):
         return tokenizer.allowed(prefix[start:])
 
     def to_arch(self, tokens):
-        return {name: tokenizer.to_arch(tokens[self.starts[name]:self.starts[name] + len(tokenizer.sizes)])
-                for name, tokenizer in self.parts.items()}
+        return {
+            name: tokenizer.to_arch(tokens[self.starts[name] : self.starts[name] + len(tokenizer.sizes)])
+            for name, tokenizer in self.parts.items()
+        }
 
     def from_arch(self, arch):
         return [token for name, tokenizer in self.parts.items() for token in tokenizer.from_arch(arch[name])]
@@ -147,5 +152,7 @@ def tokenizer_for(space: SearchSpace) -> Tokenizer:
         if cls in _TOKENIZERS:
             return _TOKENIZERS[cls](space)
     known = sorted(cls.__name__ for cls in _TOKENIZERS)
-    raise ValueError(f"SEARCH.STRATEGY 'controller' cannot search space {space.name!r} ({type(space).__name__}): "
-                     f"no tokenizer is registered for it; registered: {known} (see register_tokenizer)")
+    raise ValueError(
+        f"SEARCH.STRATEGY 'controller' cannot search space {space.name!r} ({type(space).__name__}): "
+        f"no tokenizer is registered for it; registered: {known} (see register_tokenizer)"
+    )

@@ -15,11 +15,12 @@ Accepted input forms (:func:`parse_architecture`):
 
 Pure Python (no torch): the search engine and the cost model use it without building networks.
 """
+
 import math
 import numbers
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from .base import SearchSpace
 
@@ -185,7 +186,7 @@ def validate_encoding(arch: Any, num_blocks: int) -> List[int]:
     return encoding
 
 
-def format_architecture(encoding: Sequence[int], stage_depths: Optional[Sequence[int]] = None) -> str:
+def format_architecture(encoding: Sequence[int], stage_depths: Sequence[int] | None = None) -> str:
     """Compact string of an encoding, stages separated by '-' (e.g. ``"2120-2112-33130031-3132"``)."""
     if stage_depths is None:
         stage_depths = space_layout(space_for_length(len(encoding))).stage_depths
@@ -243,7 +244,7 @@ class ResolvedArchitecture:
     encoding: Tuple[int, ...]
     space: str
     layout: BackboneLayout
-    name: Optional[str] = field(default=None)
+    name: str | None = field(default=None)
 
     def __str__(self) -> str:
         compact = format_architecture(self.encoding, self.layout.stage_depths)
@@ -257,7 +258,7 @@ def register_architecture(
     name: str,
     encoding: Any,
     space: str,
-    layout: Optional[BackboneLayout] = None,
+    layout: BackboneLayout | None = None,
     source: str = "",
     overwrite: bool = False,
 ) -> NamedArchitecture:
@@ -300,7 +301,7 @@ def list_architectures() -> List[str]:
     return sorted(_REGISTRY)
 
 
-def parse_architecture(arch: Any, space: Optional[str] = None) -> ResolvedArchitecture:
+def parse_architecture(arch: Any, space: str | None = None) -> ResolvedArchitecture:
     """Resolve a list, string or registered name into an encoding, its space and its layout.
 
     ``space`` (if given) must agree with a registered name's space; for lists and strings it

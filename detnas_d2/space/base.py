@@ -4,6 +4,7 @@ A search space is plain Python: architectures are JSON-serialisable values (list
 lists, ...). The search engine only talks to this interface, so a new space plugs into the same
 evolutionary / random strategies, memo and state files.
 """
+
 import json
 import random
 from typing import Any, Hashable

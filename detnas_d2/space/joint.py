@@ -2,6 +2,7 @@
 
 An architecture is a dict ``{part name: part architecture}``; every operator acts part by part.
 """
+
 from typing import Dict
 
 from .base import SearchSpace

@@ -6,6 +6,7 @@ A neck architecture is a list of merging cells ``[input1, input2, level, op]`` (
 are accepted too). The last 5 cells are the output cells and produce P3..P7 exactly once each; intermediate cells may
 not output P3. Cell positions in error messages are 0-based. Pure Python: no torch, no detectron2.
 """
+
 import json
 import numbers
 import random
@@ -41,9 +42,7 @@ def _canonical_op(index: int, op) -> str:
         return op
     if _is_int(op) and 0 <= op < len(OPS):
         return OPS[int(op)]
-    raise ValueError(
-        f"neck cell {index}: unknown op {op!r}; allowed: 'sum', 'attention' or 0 (sum) / 1 (attention)"
-    )
+    raise ValueError(f"neck cell {index}: unknown op {op!r}; allowed: 'sum', 'attention' or 0 (sum) / 1 (attention)")
 
 
 def _canonical_cell(index: int, cell, num_cells: int) -> Cell:
@@ -217,7 +216,7 @@ class NeckSearchSpace(SearchSpace):
                     cell[2] = rng.choice(INTERMEDIATE_LEVELS)
                 else:
                     new_level = rng.choice(LEVELS)
-                    holder = next(c for c in child[self.first_output_cell:] if c[2] == new_level)
+                    holder = next(c for c in child[self.first_output_cell :] if c[2] == new_level)
                     holder[2], cell[2] = cell[2], new_level
             if rng.random() < prob:
                 cell[3] = rng.choice(OPS)
@@ -228,7 +227,7 @@ class NeckSearchSpace(SearchSpace):
         parent_a, parent_b = self.validate(a), self.validate(b)
         child = [list(rng.choice((cell_a, cell_b))) for cell_a, cell_b in zip(parent_a, parent_b)]
         seen, duplicates = set(), []
-        for cell in child[self.first_output_cell:]:
+        for cell in child[self.first_output_cell :]:
             if cell[2] in seen:
                 duplicates.append(cell)
             seen.add(cell[2])
@@ -246,4 +245,6 @@ class NeckSearchSpace(SearchSpace):
 def format_compact_neck_arch(arch: NeckArchSpec) -> str:
     """The compact 4-int form of ``arch`` (inverse of :func:`parse_compact_neck_arch`). Config-safe: yacs keeps it a
     string, whereas it decodes a JSON cell list into a list."""
-    return " | ".join(f"{LEVELS[-1] - level},{OPS.index(op)},{in1},{in2}" for in1, in2, level, op in resolve_neck_arch(arch))
+    return " | ".join(
+        f"{LEVELS[-1] - level},{OPS.index(op)},{in1},{in2}" for in1, in2, level, op in resolve_neck_arch(arch)
+    )

@@ -18,6 +18,7 @@ evaluates the supernet (``SUPERNET.EVAL.SEED``), so their stand-alone AP can be 
 Writes ``ranking.json`` (every architecture with both scores and FLOPs, Kendall's tau-b and Spearman's rho over
 all and within the band) and ``ranking.png`` (scatter). Finished stand-alone runs are reused on a rerun.
 """
+
 import argparse
 import io
 import json
@@ -31,8 +32,9 @@ from ..search.rank_stats import kendall_tau, spearman_rho
 from ..utils.io import atomic_write
 
 
-def choose_architectures(space, flops, spread: int, band: int, seed: int, band_width: float = 0.03,
-                         pool: int = 2000) -> Tuple[List[list], List[list]]:
+def choose_architectures(
+    space, flops, spread: int, band: int, seed: int, band_width: float = 0.03, pool: int = 2000
+) -> Tuple[List[list], List[list]]:
     """``spread`` paths at FLOPs quantiles and ``band`` distinct paths within +-``band_width`` of the median."""
     rng = random.Random(seed)
     candidates = sorted((space.sample(rng) for _ in range(pool)), key=flops)
@@ -70,9 +72,21 @@ def stand_alone_ap(train_config: str, init: str, arch: Sequence[int], out: str, 
     from ..pipeline import last_metrics
 
     if not os.path.isfile(os.path.join(out, "model_final.pth")):
-        cmd = [sys.executable, "-m", "detnas_d2.cli.train", "--config-file", train_config,
-               *(["--resume"] if os.path.isdir(out) else []), *opts,
-               "MODEL.DETNAS.ARCH", "-".join(map(str, arch)), "MODEL.WEIGHTS", init, "OUTPUT_DIR", out]
+        cmd = [
+            sys.executable,
+            "-m",
+            "detnas_d2.cli.train",
+            "--config-file",
+            train_config,
+            *(["--resume"] if os.path.isdir(out) else []),
+            *opts,
+            "MODEL.DETNAS.ARCH",
+            "-".join(map(str, arch)),
+            "MODEL.WEIGHTS",
+            init,
+            "OUTPUT_DIR",
+            out,
+        ]
         print("[ranking]", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return last_metrics(out, raw=True)["bbox"]["AP"]
@@ -95,13 +109,23 @@ def plot(records: List[Dict], stats: Dict, path: str) -> None:
         rs = [r for r in records if r["group"] == group]
         if not rs:
             continue
-        sc = ax.scatter([r["one_shot"] for r in rs], [r["stand_alone"] for r in rs], c=[r["mflops"] for r in rs],
-                        marker=marker, cmap="viridis", vmin=min(flops), vmax=max(flops), label=f"{group} ({len(rs)})")
+        sc = ax.scatter(
+            [r["one_shot"] for r in rs],
+            [r["stand_alone"] for r in rs],
+            c=[r["mflops"] for r in rs],
+            marker=marker,
+            cmap="viridis",
+            vmin=min(flops),
+            vmax=max(flops),
+            label=f"{group} ({len(rs)})",
+        )
     fig.colorbar(sc, ax=ax, label="backbone MFLOPs")
     ax.set_xlabel("supernet AP (BN recalibrated, search split)")
     ax.set_ylabel("stand-alone AP (retrained, val)")
-    ax.set_title(f"tau {stats['all']['kendall_tau']:.2f}, rho {stats['all']['spearman_rho']:.2f} "
-                 f"(band: tau {stats['band']['kendall_tau']:.2f})")
+    ax.set_title(
+        f"tau {stats['all']['kendall_tau']:.2f}, rho {stats['all']['spearman_rho']:.2f} "
+        f"(band: tau {stats['band']['kendall_tau']:.2f})"
+    )
     ax.legend()
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -115,8 +139,11 @@ def main(argv=None) -> None:
     parser.add_argument("--search-config", required=True)
     parser.add_argument("--supernet", required=True, help="fine-tuned supernet weights (scored one-shot)")
     parser.add_argument("--train-config", required=True, help="stand-alone training config (MODEL.DETNAS.ARCH set)")
-    parser.add_argument("--init", default="", help="weights the stand-alone runs start from (e.g. the pretrained "
-                                                      "supernet; empty = from scratch)")
+    parser.add_argument(
+        "--init",
+        default="",
+        help="weights the stand-alone runs start from (e.g. the pretrained supernet; empty = from scratch)",
+    )
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--spread", type=int, default=8, help="paths spread over the FLOPs range")
     parser.add_argument("--band", type=int, default=6, help="paths within 3%% of the median FLOPs")
@@ -143,21 +170,31 @@ def main(argv=None) -> None:
     records = []
     for i, (arch, score, group) in enumerate(zip(archs, scores, groups)):
         out = os.path.join(os.path.abspath(args.output_dir), f"arch{i:02d}")
-        records.append({"arch": list(arch), "group": group,
-                        "mflops": flops(arch) / 1e6, "one_shot": score,
-                        "stand_alone": stand_alone_ap(args.train_config, args.init, arch, out, args.train_opts)})
+        records.append(
+            {
+                "arch": list(arch),
+                "group": group,
+                "mflops": flops(arch) / 1e6,
+                "one_shot": score,
+                "stand_alone": stand_alone_ap(args.train_config, args.init, arch, out, args.train_opts),
+            }
+        )
         print(f"[ranking] {i + 1}/{len(archs)}: {records[-1]}", flush=True)
     pairs = lambda rs: [(r["one_shot"], r["stand_alone"]) for r in rs]  # noqa: E731
-    stats = {"all": correlation(pairs(records)),
-             "band": correlation(pairs([r for r in records if r["group"] == "band"])),
-             "flops_vs_stand_alone": correlation([(r["mflops"], r["stand_alone"]) for r in records]),
-             "mean_one_shot": sum(r["one_shot"] for r in records) / len(records),
-             "mean_stand_alone": sum(r["stand_alone"] for r in records) / len(records)}
+    stats = {
+        "all": correlation(pairs(records)),
+        "band": correlation(pairs([r for r in records if r["group"] == "band"])),
+        "flops_vs_stand_alone": correlation([(r["mflops"], r["stand_alone"]) for r in records]),
+        "mean_one_shot": sum(r["one_shot"] for r in records) / len(records),
+        "mean_stand_alone": sum(r["stand_alone"] for r in records) / len(records),
+    }
     if evaluated:
         stats["eval_paths_mean_stand_alone"] = sum(r["stand_alone"] for r in records if r["group"] == "eval") / len(
-            evaluated)
-    atomic_write(os.path.join(args.output_dir, "ranking.json"),
-                      json.dumps({"stats": stats, "architectures": records}, indent=1))
+            evaluated
+        )
+    atomic_write(
+        os.path.join(args.output_dir, "ranking.json"), json.dumps({"stats": stats, "architectures": records}, indent=1)
+    )
     plot(records, stats, os.path.join(args.output_dir, "ranking.png"))
     print(json.dumps(stats, indent=1))
 

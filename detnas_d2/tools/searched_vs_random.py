@@ -8,6 +8,7 @@ the same one-shot fitness), retrains and evaluates its winner exactly as the pip
 and writes ``searched_vs_random.md`` / ``.json`` beside the pipeline's report: both architectures, their
 one-shot fitness, FLOPs and final AP. Everything lives in ``<output_dir>/random_baseline`` and is resumable.
 """
+
 import argparse
 import copy
 import json
@@ -35,8 +36,13 @@ def random_baseline(spec: dict, output_dir: str, launch_args) -> Pipeline:
 def _row(pipeline: Pipeline) -> dict:
     best = pipeline.summary["search"]
     final = pipeline.summary["evaluate"]["results"]["bbox"]
-    return {"arch": best["best_arch"], "one_shot_fitness": best["best_fitness"], "costs": best["best_costs"],
-            "final_AP": final["AP"], "final_AP50": final.get("AP50")}
+    return {
+        "arch": best["best_arch"],
+        "one_shot_fitness": best["best_fitness"],
+        "costs": best["best_costs"],
+        "final_AP": final["AP"],
+        "final_AP50": final.get("AP50"),
+    }
 
 
 def main(argv=None) -> None:
@@ -56,11 +62,15 @@ def main(argv=None) -> None:
     baseline = random_baseline(spec, output_dir, launch_args)
     baseline.run()
     rows = {"evolution (searched)": _row(searched), "random search, same budget": _row(baseline)}
-    lines = ["| search | one-shot fitness (search split) | backbone FLOPs | final AP (val) | AP50 | architecture |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| search | one-shot fitness (search split) | backbone FLOPs | final AP (val) | AP50 | architecture |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['one_shot_fitness']:.2f} | {r['costs'].get('flops', 0) / 1e6:.1f}M | "
-                     f"{r['final_AP']:.2f} | {r['final_AP50']:.2f} | `{r['arch']}` |")
+        lines.append(
+            f"| {name} | {r['one_shot_fitness']:.2f} | {r['costs'].get('flops', 0) / 1e6:.1f}M | "
+            f"{r['final_AP']:.2f} | {r['final_AP50']:.2f} | `{r['arch']}` |"
+        )
     atomic_write(os.path.join(output_dir, "searched_vs_random.json"), json.dumps(rows, indent=1))
     atomic_write(os.path.join(output_dir, "searched_vs_random.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))

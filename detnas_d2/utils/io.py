@@ -3,6 +3,7 @@
 Data goes to a temporary file (or folder) in the same directory and is then renamed over the target
 (``os.replace`` is atomic on POSIX and Windows).
 """
+
 import contextlib
 import os
 import shutil

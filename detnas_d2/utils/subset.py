@@ -1,4 +1,5 @@
 """Seeded draws of a subset (the proxy task's training images, a dataset's held-out search split)."""
+
 import random
 from typing import List
 

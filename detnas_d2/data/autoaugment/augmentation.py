@@ -11,7 +11,7 @@ detectron2's ``transform_instance_annotations`` + ``filter_empty_instances`` dro
 with their classes and other per-instance fields (this is what ``AutoAugmentDatasetMapper`` does).
 """
 
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 from detectron2.data import transforms as T
@@ -67,6 +67,6 @@ class AutoAugment(T.Augmentation):
         index = np.random.randint(len(self.sub_policies))
         return self.sub_policies[index](aug_input)
 
-    def get_transform(self, image: np.ndarray, boxes: Optional[np.ndarray] = None) -> T.TransformList:
+    def get_transform(self, image: np.ndarray, boxes: np.ndarray | None = None) -> T.TransformList:
         """Draw the transforms for ``image`` (and ``boxes``, needed by box-aware ops) without changing them."""
         return self(T.AugInput(image, boxes=boxes))

@@ -22,7 +22,7 @@ and raises a ValueError naming the op and the box.
 import inspect
 import math
 from abc import abstractmethod
-from typing import Optional, Tuple
+from typing import Tuple
 
 import cv2
 import numpy as np
@@ -144,20 +144,22 @@ def nonempty_boxes(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
 
 
-def _as_boxes(boxes: Optional[np.ndarray]) -> np.ndarray:
+def _as_boxes(boxes: np.ndarray | None) -> np.ndarray:
     if boxes is None:
         return np.zeros((0, 4), dtype=np.float64)
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
-def _policy_boxes(boxes: Optional[np.ndarray], box_mode: str, op_name: str) -> np.ndarray:
+def _policy_boxes(boxes: np.ndarray | None, box_mode: str, op_name: str) -> np.ndarray:
     """Boxes that box-aware ops may pick: the non-empty ones in drop mode; in reference mode also zero-extent
     ones (TF slivers), never inverted ones (they cover no pixel). A NaN or infinite coordinate is an error."""
     boxes = _as_boxes(boxes)
     finite = np.isfinite(boxes).all(axis=1)
     if not finite.all():
-        raise ValueError(f"AutoAugment op {op_name}: box {boxes[~finite][0].tolist()} has a NaN or infinite "
-                         "coordinate; fix or drop that annotation (boxes are XYXY_ABS pixels)")
+        raise ValueError(
+            f"AutoAugment op {op_name}: box {boxes[~finite][0].tolist()} has a NaN or infinite "
+            "coordinate; fix or drop that annotation (boxes are XYXY_ABS pixels)"
+        )
     if box_mode != "reference":
         return boxes[nonempty_boxes(boxes)]
     return boxes[(boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])]
@@ -573,13 +575,13 @@ class AutoAugmentOp(Augmentation):
         self.prob = check_probability(prob)
         self.level = check_level(level)
 
-    def get_transform(self, image: np.ndarray, boxes: Optional[np.ndarray]) -> Transform:
+    def get_transform(self, image: np.ndarray, boxes: np.ndarray | None) -> Transform:
         _check_image(image)
         if not np.random.rand() < self.prob:
             return NoOpTransform()
         return self.sample_transform(image, boxes)
 
-    def sample_transform(self, image: np.ndarray, boxes: Optional[np.ndarray]) -> Transform:
+    def sample_transform(self, image: np.ndarray, boxes: np.ndarray | None) -> Transform:
         """The transform applied when the op fires."""
         raise NotImplementedError
 
@@ -820,7 +822,7 @@ class BBoxOnlyOp(AutoAugmentOp):
         """The canvas op applied to each chosen crop."""
         raise NotImplementedError
 
-    def get_transform(self, image: np.ndarray, boxes: Optional[np.ndarray]) -> Transform:
+    def get_transform(self, image: np.ndarray, boxes: np.ndarray | None) -> Transform:
         _check_image(image)
         boxes = _policy_boxes(boxes, self.box_mode, self.name)
         if len(boxes) == 0:

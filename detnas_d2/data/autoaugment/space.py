@@ -125,7 +125,8 @@ class AutoAugmentPolicySpace(SearchSpace):
         for i, sub in enumerate(arch):
             if not _is_list(sub) or len(sub) != self.ops_per_sub_policy:
                 raise ValueError(
-                    f"sub-policy {i} must be a list of {self.ops_per_sub_policy} [op, probability, level] entries, got {sub!r}"
+                    f"sub-policy {i} must be a list of {self.ops_per_sub_policy} [op, probability, level] entries, "
+                    f"got {sub!r}"
                 )
             canonical.append([self._validate_entry(entry, f"sub-policy {i}, op {j}") for j, entry in enumerate(sub)])
         return sorted(canonical)
