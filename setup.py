@@ -11,7 +11,7 @@ setup(
     version="0.1.0",
     description="Search detection systems (DetNAS backbones, NAS-FPN necks, bbox AutoAugment) on detectron2",
     packages=find_packages(include=["detnas_d2", "detnas_d2.*"]),
-    python_requires=">=3.8",
+    python_requires=">=3.10",
     install_requires=["torch", "torchvision", "fvcore", "pycocotools", "numpy", "opencv-python-headless", "matplotlib"],
     entry_points={
         "console_scripts": [

@@ -5,9 +5,6 @@ from detectron2.config import CfgNode as CN
 
 from ..utils.config import declare
 
-#: allowed values of ``SUPERNET.SAMPLER``
-SAMPLERS = ("uniform", "flops_binned")
-
 
 def add_engine_config(cfg: CN) -> CN:
     """Declare every training key of the package (``SUPERNET.*``, ``TRAIN_ALARM.*``); idempotent."""
@@ -21,12 +18,14 @@ def add_supernet_config(cfg: CN) -> CN:
     declare(cfg, "SUPERNET", CN())
     node = cfg.SUPERNET
     declare(node, "SEED", 0)  # seed of the path generator (independent of SEED, which drives data and init)
-    declare(node, "SAMPLER", "uniform")  # "uniform" per block, or "flops_binned" (DetNAS ImageNet sampler, spec 3.2)
+    # path sampler (engine/path_sampling.py's registry): "uniform" per block, or "flops_binned" (the DetNAS ImageNet
+    # sampler of megvii-model/DetNAS: a uniform FLOPs bin, then a path inside it)
+    declare(node, "SAMPLER", "uniform")
     declare(node, "FLOPS_BINS", CN())
     declare(node.FLOPS_BINS, "RANGE", (290e6, 360e6))  # FLOPs range split into bins (multiply-adds at 224)
     declare(node.FLOPS_BINS, "NUM_BINS", 7)  # number of equal-width bins over RANGE
     declare(node.FLOPS_BINS, "MAX_TRIES", 500)  # uniform draws per step to hit the chosen bin, then give up
-    declare(node.FLOPS_BINS, "INCLUDE_CLASSIFIER", True)  # count the full classifier (spec 1.6) or backbone only
+    declare(node.FLOPS_BINS, "INCLUDE_CLASSIFIER", True)  # count the full classifier (as DetNAS) or backbone only
     # append every step's path to OUTPUT_DIR/paths_rank<r>.jsonl (a resumed run drops the entries it repeats)
     declare(node, "LOG_PATHS", False)
     declare(node, "EVAL", CN())

@@ -15,12 +15,16 @@ from typing import Callable, Sequence
 import torch.distributed as dist
 from detectron2.engine import HookBase
 from detectron2.utils import comm
+from detectron2.utils.registry import Registry
 
 from ..parts import get_part, part_archs
 from ..parts.model import model_search_space, searchable_parts, set_model_arch
 from ..space.base import SearchSpace
 from ..utils.io import atomic_write
-from .config import SAMPLERS
+
+PATH_SAMPLER_REGISTRY = Registry("PATH_SAMPLER")
+PATH_SAMPLER_REGISTRY.__doc__ = """Path samplers of supernet training, named by ``SUPERNET.SAMPLER``: ``fn(cfg, hook)``
+returns ``draw(rng) -> arch`` over ``hook.space`` (a function named like the config value)."""
 
 
 def truncate_path_log(path: str, start_iter: int) -> None:
@@ -87,21 +91,10 @@ class PathSamplingHook(HookBase):
 
     def _build_sampler(self, cfg) -> Callable:
         name = cfg.SUPERNET.SAMPLER
-        if name not in SAMPLERS:
-            raise ValueError(f"SUPERNET.SAMPLER must be one of {SAMPLERS}, got {name!r}")
-        if name == "uniform":
-            return self.space.sample
-        if self.cost_model is None:
-            raise ValueError("SUPERNET.SAMPLER 'flops_binned' needs a one-shot DetNAS backbone (MODEL.DETNAS.ARCH '')")
-        bins = cfg.SUPERNET.FLOPS_BINS
-        include = bins.INCLUDE_CLASSIFIER
-        return FlopsBinnedSampler(
-            self.space,
-            lambda arch: self.cost_model.flops(self.backbone_arch(arch), include_classifier=include),
-            bins.RANGE,
-            bins.NUM_BINS,
-            bins.MAX_TRIES,
-        )
+        if name not in PATH_SAMPLER_REGISTRY:
+            allowed = tuple(dict(PATH_SAMPLER_REGISTRY))
+            raise ValueError(f"SUPERNET.SAMPLER must be one of {allowed}, got {name!r}")
+        return PATH_SAMPLER_REGISTRY.get(name)(cfg, self)
 
     def backbone_arch(self, arch):
         """The backbone's part of a model-level path (the FLOPs counted while sampling are the backbone's)."""
@@ -134,3 +127,25 @@ class PathSamplingHook(HookBase):
     def load_state_dict(self, state_dict):
         self.rng.setstate(state_dict["rng"])
         logging.getLogger(__name__).info("Path sampler state restored: the path sequence continues where it stopped")
+
+
+@PATH_SAMPLER_REGISTRY.register()
+def uniform(cfg, hook: PathSamplingHook) -> Callable:
+    """Every candidate of every position equally likely (single-path one-shot training)."""
+    return hook.space.sample
+
+
+@PATH_SAMPLER_REGISTRY.register()
+def flops_binned(cfg, hook: PathSamplingHook) -> Callable:
+    """A uniform FLOPs bin first, then a path inside it (the DetNAS ImageNet sampler, megvii-model/DetNAS)."""
+    if hook.cost_model is None:
+        raise ValueError("SUPERNET.SAMPLER 'flops_binned' needs a one-shot DetNAS backbone (MODEL.DETNAS.ARCH '')")
+    bins = cfg.SUPERNET.FLOPS_BINS
+    include = bins.INCLUDE_CLASSIFIER
+    return FlopsBinnedSampler(
+        hook.space,
+        lambda arch: hook.cost_model.flops(hook.backbone_arch(arch), include_classifier=include),
+        bins.RANGE,
+        bins.NUM_BINS,
+        bins.MAX_TRIES,
+    )
