@@ -16,7 +16,7 @@ from detectron2.utils import comm
 
 from ..engine import Trainer
 from ..modeling.checkpoint import DetNASCheckpointer
-from ..search.state import atomic_write
+from ..utils.io import atomic_write
 from .defaults import argument_parser, launch_main, load_cfg, parse_command_line, setup_cfg
 
 

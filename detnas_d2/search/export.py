@@ -16,7 +16,7 @@ import torch
 from ..engine.supernet_eval import PathTester
 from ..parts import get_part, part_archs
 from ..parts.model import searchable_parts, set_model_arch, unwrap
-from .state import atomic_write
+from ..utils.io import atomic_write
 
 CONFIG_FILE = "best_config.yaml"
 WEIGHTS_FILE = "best_weights.pth"

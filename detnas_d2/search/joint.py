@@ -16,8 +16,8 @@ import os
 from typing import List
 
 from ..parts import get_part, parse_space
+from ..utils.io import atomic_write
 from .export import CONFIG_FILE, exported_config
-from .state import atomic_write
 from .store import LOG_FILE, STATE_FILE
 
 PHASE_ONE_DIR = "phase1_one_shot"

@@ -12,7 +12,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .state import atomic_write
+from ..utils.io import atomic_write
 
 
 def plot_search_progress(

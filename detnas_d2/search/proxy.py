@@ -35,10 +35,10 @@ from ..engine.trainer import Trainer
 from ..parts import get_part, parse_space, part_archs, part_names
 from ..space.base import SearchSpace
 from ..space.joint import JointSpace
+from ..utils.io import atomic_write
 from ..utils.subset import seeded_subset_indices
 from .export import CONFIG_FILE, exported_config
 from .one_shot import search_dataset_name
-from .state import atomic_write
 
 logger = logging.getLogger("detnas_d2.search")
 

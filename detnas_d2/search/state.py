@@ -8,7 +8,7 @@ import json
 import random
 from typing import Any
 
-from ..utils.io import atomic_write  # noqa: F401  (the search's writers import it from here)
+from ..utils.io import atomic_write
 
 #: identifies the layout of ``search_state.json``; bump when it changes incompatibly
 STATE_FORMAT = "detnas_d2.search_state/1"

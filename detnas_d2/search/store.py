@@ -14,7 +14,8 @@ import os
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from .state import CorruptStateError, atomic_write, load_state, save_json_atomic
+from ..utils.io import atomic_write
+from .state import CorruptStateError, load_state, save_json_atomic
 
 logger = logging.getLogger("detnas_d2.search")
 
