@@ -107,6 +107,23 @@ def _iterations_logged(out):
         return [json.loads(line)["iteration"] for line in f if '"total_loss"' in line]
 
 
+def _own_coco_held_out_cfg(json_file, image_dir, size, *extra):
+    """A config training on the registered own_coco folder with ``size`` of its images held out for the search."""
+    return _cfg(
+        "DATASETS.REGISTER",
+        f"[['coco', 'own_coco', '{json_file}', '{image_dir}']]",
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        "2",
+        "DATASETS.TRAIN",
+        "('own_coco',)",
+        "DATASETS.TEST",
+        "()",
+        "DATASETS.SEARCH_HOLDOUT.SIZE",
+        str(size),
+        *extra,
+    )
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("num_procs", [1, 2])
 def test_own_coco_dataset_trains_from_command_line_with_held_out_search_split(
@@ -157,20 +174,7 @@ def test_own_coco_dataset_trains_from_command_line_with_held_out_search_split(
         "SEARCH_NAME": "own_coco_search",
     }
 
-    register_from_config(
-        _cfg(
-            "DATASETS.REGISTER",
-            f"[['coco', 'own_coco', '{json_file}', '{image_dir}']]",
-            "MODEL.ROI_HEADS.NUM_CLASSES",
-            "2",
-            "DATASETS.TRAIN",
-            "('own_coco',)",
-            "DATASETS.TEST",
-            "()",
-            "DATASETS.SEARCH_HOLDOUT.SIZE",
-            "3",
-        )
-    )
+    register_from_config(_own_coco_held_out_cfg(json_file, image_dir, 3))
     search, rest = _ids("own_coco_search"), _ids("own_coco_minus_search")
     assert len(search) == 3 and not search & rest and search | rest == set(range(100, 100 + NUM_IMAGES))
     # the held-out split is scored against its own ground truth: exactly its images and their annotations
@@ -325,17 +329,10 @@ def test_class_count_mismatch_names_both_numbers_and_the_key(own_coco):
 def test_holding_out_every_image_names_both_numbers(own_coco):
     json_file, image_dir = own_coco
     register_from_config(
-        _cfg(
-            "DATASETS.REGISTER",
-            f"[['coco', 'own_coco', '{json_file}', '{image_dir}']]",
-            "MODEL.ROI_HEADS.NUM_CLASSES",
-            "2",
-            "DATASETS.TRAIN",
-            "('own_coco',)",
-            "DATASETS.TEST",
-            "()",
-            "DATASETS.SEARCH_HOLDOUT.SIZE",
-            "12",
+        _own_coco_held_out_cfg(
+            json_file,
+            image_dir,
+            12,
             "DATASETS.SEARCH_HOLDOUT.TRAIN_NAME",
             "own_coco_all_but_12",
             "DATASETS.SEARCH_HOLDOUT.SEARCH_NAME",
