@@ -62,6 +62,14 @@ def test_a_falling_loss_raises_nothing(tmp_path):
     assert not os.path.exists(tmp_path / ALARM_FILE)
 
 
+def test_a_loss_that_rises_during_warm_up_is_measured_from_its_peak(tmp_path):
+    # RetinaNet on shapes: 1.27 in the first window, 1.57 during warm-up, 1.31 when the check starts, then falling
+    rises_then_falls = [1.27] * 5 + [1.57] * 5 + [1.31] * 10 + [0.9] * 10
+    assert _run(tmp_path / "a", rises_then_falls, START_ITER=20) is None
+    alarm = _run(tmp_path / "b", [1.27] * 5 + [1.57] * 5 + [1.55] * 20, START_ITER=20)
+    assert alarm["iter"] == 19 and "its starting value 1.570" in alarm["reason"]
+
+
 def test_the_pipeline_report_flags_a_stage_that_did_not_learn(tmp_path):
     stage = tmp_path / "pretrain"
     stage.mkdir()

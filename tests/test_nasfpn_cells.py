@@ -261,3 +261,61 @@ def test_one_shot_path_equals_standalone_neck_with_inherited_weights():
             assert (a - b).abs().max().item() <= 1e-5
     with pytest.raises(ValueError, match="neck architecture has 5 cells, expected 7"):
         supernet.set_arch(NeckSearchSpace(5).sample(rng))
+
+
+def test_level_residual_with_zero_init_output_norms_starts_every_path_as_the_identity():
+    torch.manual_seed(5)
+    supernet = OneShotNASFPN([8, 16, 32], channels=4, num_repeats=2, level_residual=True, output_norm_init=0.0)
+    supernet.eval()
+    features = [torch.randn(2, 8, 32, 32), torch.randn(2, 16, 16, 16), torch.randn(2, 32, 8, 8)]
+    with torch.no_grad():
+        inputs = supernet.input_stage(features)
+        space, rng = NeckSearchSpace(7), random.Random(1)
+        for arch in ["NAS-FPN"] + [space.sample(rng) for _ in range(3)]:
+            supernet.set_arch(arch)
+            for out, inp in zip(supernet(features), inputs):
+                assert torch.equal(out, inp)
+    # only the output cells start at zero; intermediate cells keep the usual init
+    for block in supernet.blocks:
+        gammas = [cell.conv_norm[1].weight for cell in block.cells]
+        assert all(float(g.abs().max()) == 0.0 for g in gammas[2:])
+        assert all(torch.equal(g, torch.ones_like(g)) for g in gammas[:2])
+
+
+def test_level_residual_adds_the_block_input_of_each_output_cells_level():
+    torch.manual_seed(6)
+    pyramid = _pyramid(channels=4)
+    plain = PyramidBlock("NAS-FPN", 4, torch.nn.BatchNorm2d).eval()
+    _randomise_norms(plain)
+    residual = PyramidBlock("NAS-FPN", 4, torch.nn.BatchNorm2d, level_residual=True).eval()
+    residual.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        # recompute the published block by hand: each output cell's node gets its level's input added, and later
+        # cells read the node with the residual in it
+        pool = list(pyramid)
+        sizes = {level: tuple(x.shape[-2:]) for level, x in zip(range(3, 8), pyramid)}
+        for cell in plain.cells:
+            node = cell(pool, sizes)
+            if cell.plan.is_output:
+                node = node + pyramid[cell.plan.level - 3]
+            pool.append(node)
+        expected = [pool[node] for node in PUBLISHED_OUTPUT_NODES]
+        for got, want in zip(residual(pyramid), expected):
+            assert torch.allclose(got, want, atol=1e-6)
+    with pytest.raises(ValueError, match="output_norm_init other than 1 needs a norm"):
+        PyramidBlock("NAS-FPN", 4, None, output_norm_init=0.0)
+
+
+def test_one_shot_path_with_level_residual_equals_its_extracted_neck():
+    torch.manual_seed(7)
+    supernet = OneShotNASFPN([8, 16, 32], channels=4, num_repeats=2, level_residual=True, output_norm_init=0.0)
+    _randomise_norms(supernet)  # trained-like weights: the cells contribute
+    supernet.eval()
+    features = [torch.randn(2, 8, 32, 32), torch.randn(2, 16, 16, 16), torch.randn(2, 32, 8, 8)]
+    for arch in [NeckSearchSpace(7).sample(random.Random(seed)) for seed in range(3)]:
+        supernet.set_arch(arch)
+        standalone = supernet.extract()
+        assert all(block.level_residual for block in standalone.blocks)
+        with torch.no_grad():
+            for a, b in zip(supernet(features), standalone(features)):
+                assert torch.equal(a, b)

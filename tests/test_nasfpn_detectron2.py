@@ -187,6 +187,23 @@ def test_one_shot_neck_arch_selection_through_the_backbone():
         backbone.set_neck_arch(NeckSearchSpace(5).sample(random.Random(0)))
 
 
+def test_level_residual_and_output_norm_init_keys_reach_the_neck():
+    """LEVEL_RESIDUAL + OUTPUT_NORM_INIT 0: every neck path is the input stage at init, and the extracted neck keeps
+    the residual."""
+    torch.manual_seed(3)
+    backbone = build_backbone(_cfg(ONE_SHOT=True, LEVEL_RESIDUAL=True, OUTPUT_NORM_INIT=0.0)).eval()
+    image = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        features = backbone.bottom_up(image)
+        inputs = backbone.neck.nasfpn.input_stage([features[name] for name in ("res3", "res4", "res5")])
+        for arch in ["NAS-FPN", NeckSearchSpace(7).sample(random.Random(4))]:
+            backbone.set_neck_arch(arch)
+            outputs = backbone(image)
+            for name, expected in zip(LEVEL_NAMES, inputs):
+                torch.testing.assert_close(outputs[name], expected, rtol=0, atol=0)
+        assert all(block.level_residual for block in backbone.neck.extract().nasfpn.blocks)
+
+
 def test_fixed_neck_refuses_set_arch():
     backbone = build_backbone(_cfg())
     with pytest.raises(ValueError, match="fixed architecture; build it with MODEL.NASFPN.ONE_SHOT = True"):

@@ -54,7 +54,7 @@ def add_train_alarm_config(cfg: CN) -> CN:
     declare(node, "ENABLED", True)  # check the training loss after warm-up (warn, never stop the run)
     declare(node, "START_ITER", -1)  # first iteration checked; -1 = 2 x SOLVER.WARMUP_ITERS (at least WINDOW)
     declare(node, "WINDOW", 20)  # iterations whose median loss is compared
-    declare(node, "MIN_DROP", 0.95)  # alarm while median loss >= MIN_DROP x the first window's median loss
+    declare(node, "MIN_DROP", 0.95)  # alarm while median loss >= MIN_DROP x the highest median before START_ITER
     return cfg
 
 

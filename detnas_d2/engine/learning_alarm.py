@@ -6,8 +6,9 @@ median training loss of the last ``TRAIN_ALARM.WINDOW`` iterations, once past ``
 
 - the chance loss ln(K) of a K-class classifier (``loss_cls`` of the SupernetClassifier), and
 - for any model trained from scratch or from a backbone (not from a checkpoint that already holds its heads, and
-  not resumed), the median loss of the first window: a loss still at or above ``TRAIN_ALARM.MIN_DROP`` times its
-  starting value has not learned. A detector fine-tuned from a whole trained detector starts low and may rightly
+  not resumed), the highest window median before the check starts (the first window's, unless the loss rose during
+  warm-up, as RetinaNet's focal loss does): a loss still at or above ``TRAIN_ALARM.MIN_DROP`` times that starting
+  value has not learned. A detector fine-tuned from a whole trained detector starts low and may rightly
   stay there, so it is only checked against chance where that applies.
 
 The first time either holds it logs a warning and writes ``OUTPUT_DIR/not_learning.json`` (the pipeline's
@@ -64,6 +65,7 @@ class LearningAlarmHook(HookBase):
         self.chance = chance_loss(cfg)
         self.path = os.path.join(cfg.OUTPUT_DIR, ALARM_FILE)
         self.first: List[float] = []
+        self.start_loss: float | None = None  # highest window median before start_iter
         self.recent: List[float] = []
         self.raised: dict | None = None
 
@@ -79,7 +81,11 @@ class LearningAlarmHook(HookBase):
         if len(self.first) < self.window:
             self.first.append(loss)
         self.recent = (self.recent + [loss])[-self.window :]
-        if self.trainer.iter + 1 < self.start_iter or self.raised is not None:
+        if self.trainer.iter + 1 < self.start_iter:
+            if len(self.recent) == self.window:
+                self.start_loss = max(self.start_loss or -math.inf, median(self.recent))
+            return
+        if self.raised is not None:
             return
         reason = self._reason(median(self.recent))
         if reason:
@@ -88,7 +94,7 @@ class LearningAlarmHook(HookBase):
     def _reason(self, current: float) -> str | None:
         if self.chance is not None and current >= self.chance:
             return f"median training loss {current:.3f} is at or above the chance loss ln(K) = {self.chance:.3f}"
-        start = median(self.first)
+        start = self.start_loss if self.start_loss is not None else median(self.first)
         if self.relative and current >= self.min_drop * start:
             return (
                 f"median training loss {current:.3f} has not fallen below {self.min_drop} x its starting value "
@@ -100,7 +106,8 @@ class LearningAlarmHook(HookBase):
         self.raised = {"iter": self.trainer.iter, "reason": reason, "recovered": False}
         logging.getLogger(__name__).warning(
             f"NOT LEARNING at iteration {self.trainer.iter}: {reason}. Check the learning rate, the data and, for a "
-            "supernet, MODEL.DETNAS.WEIGHT_SHARING / ZERO_INIT_LAST_NORM (README: 'Why the supernet learns')"
+            "supernet, MODEL.DETNAS.WEIGHT_SHARING / ZERO_INIT_LAST_NORM (README: 'Why the supernet learns') or "
+            "MODEL.NASFPN.LEVEL_RESIDUAL / OUTPUT_NORM_INIT (README: 'Joint search')"
         )
         self._write()
 

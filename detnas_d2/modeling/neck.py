@@ -72,6 +72,8 @@ class NASFPN(nn.Module):
             attention_source=cfg.MODEL.NASFPN.ATTENTION.SOURCE,
             drop_prob=cfg.MODEL.NASFPN.DROPBLOCK.DROP_PROB,
             block_size=cfg.MODEL.NASFPN.DROPBLOCK.BLOCK_SIZE,
+            level_residual=cfg.MODEL.NASFPN.LEVEL_RESIDUAL,
+            output_norm_init=cfg.MODEL.NASFPN.OUTPUT_NORM_INIT,
         )
         return {"in_features": in_features, "nasfpn": nasfpn}
 

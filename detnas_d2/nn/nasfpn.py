@@ -232,6 +232,10 @@ class PyramidBlock(nn.Module):
             "second" (mmdetection).
         drop_prob: DropBlock drop probability in every cell (0: off).
         block_size: DropBlock square side.
+        level_residual: each output cell adds the block's input of its level to its output (the same-level
+            input-to-output edge of EfficientDet's BiFPN), so a stacked block refines its input pyramid.
+        output_norm_init: initial scale (gamma) of the output cells' norms; 0 with ``level_residual`` starts the
+            block as the identity, whatever its wiring (the zero-init-residual trick of ResNets).
     """
 
     def __init__(
@@ -243,13 +247,24 @@ class PyramidBlock(nn.Module):
         attention_source: str = "coarser",
         drop_prob: float = 0.0,
         block_size: int = 3,
+        level_residual: bool = False,
+        output_norm_init: float = 1.0,
     ):
         super().__init__()
         self.attention_source = attention_source
+        self.level_residual = level_residual
         plans = plan_pyramid_block(arch, attention_source)
         self.cells = nn.ModuleList(
             MergingCell(plan, channels, norm_layer, attention_pool, drop_prob, block_size) for plan in plans
         )
+        if output_norm_init != 1.0:
+            for cell in self.cells[len(self.cells) - NUM_OUTPUT_CELLS :]:
+                norm = cell.conv_norm[1]
+                if getattr(norm, "weight", None) is None:
+                    raise ValueError(
+                        "output_norm_init other than 1 needs a norm with a learnable scale after each conv"
+                    )
+                nn.init.constant_(norm.weight, output_norm_init)
         self.output_nodes = self._output_nodes(plans)
 
     @staticmethod
@@ -270,7 +285,10 @@ class PyramidBlock(nn.Module):
         level_sizes = {level: tuple(x.shape[-2:]) for level, x in zip(LEVELS, inputs)}
         pool = list(inputs)
         for cell in self.cells:
-            pool.append(cell(pool, level_sizes))
+            node = cell(pool, level_sizes)
+            if self.level_residual and cell.plan.is_output:
+                node = node + inputs[LEVELS.index(cell.plan.level)]
+            pool.append(node)
         return [pool[node] for node in self.output_nodes]
 
 
@@ -308,6 +326,8 @@ class NASFPN(nn.Module):
         attention_source: which input the attention weights come from, "coarser", "finer" or "second".
         drop_prob: DropBlock drop probability in every cell (0: off).
         block_size: DropBlock square side.
+        level_residual: output cells add the block input of their level (see :class:`PyramidBlock`).
+        output_norm_init: initial scale of the output cells' norms (see :class:`PyramidBlock`).
     """
 
     def __init__(
@@ -321,6 +341,8 @@ class NASFPN(nn.Module):
         attention_source: str = "coarser",
         drop_prob: float = 0.0,
         block_size: int = 3,
+        level_residual: bool = False,
+        output_norm_init: float = 1.0,
     ):
         super().__init__()
         if num_repeats < 1:
@@ -336,10 +358,22 @@ class NASFPN(nn.Module):
             attention_source=attention_source,
             drop_prob=drop_prob,
             block_size=block_size,
+            level_residual=level_residual,
+            output_norm_init=output_norm_init,
         )
         self.input_stage = NASFPNInputStage(in_channels, channels, norm_layer)
         self.blocks = nn.ModuleList(
-            PyramidBlock(self.arch, channels, norm_layer, attention_pool, attention_source, drop_prob, block_size)
+            PyramidBlock(
+                self.arch,
+                channels,
+                norm_layer,
+                attention_pool,
+                attention_source,
+                drop_prob,
+                block_size,
+                level_residual,
+                output_norm_init,
+            )
             for _ in range(num_repeats)
         )
 
