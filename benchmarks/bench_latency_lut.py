@@ -7,7 +7,7 @@ this machine. Pure PyTorch.
 
     PYTHONPATH=. python benchmarks/bench_latency_lut.py [--device cpu] [--width-mult 0.5] [--size 224 224] [--paths 20]
         [--method in_context|isolated] [--stat median|min]
-        [--clock wall|cpu] [--repeat]
+        [--clock wall|cpu] [--repeat] [--plot FILE]
 """
 
 import argparse
@@ -54,7 +54,32 @@ def parse_args():
     parser.add_argument("--repeat", action="store_true", help="re-measure every path to show the timing noise floor")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 keeps timings stable)")
+    parser.add_argument("--plot", help="write predicted (and, with --repeat, re-measured) vs measured to this PNG")
     return parser.parse_args()
+
+
+def plot(measured, predicted, again, title, path):
+    """Scatter of the table's prediction (and a second measurement) against the measurement, with y = x."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 5))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.scatter(measured, predicted, label="lookup table prediction", s=18)
+    if again:
+        axes.scatter(measured, again, label="second measurement", s=18, marker="x")
+    values = measured + predicted + (again or [])
+    low, high = min(values) * 0.95, max(values) * 1.05
+    axes.plot([low, high], [low, high], color="grey", linestyle=":", label="y = x")
+    axes.set_xlim(low, high)
+    axes.set_ylim(low, high)
+    axes.set_xlabel("measured fixed subnet latency (ms)")
+    axes.set_ylabel("predicted / re-measured latency (ms)")
+    axes.set_title(title, fontsize=9)
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
 
 
 def main():
@@ -95,10 +120,16 @@ def main():
         print(f"{format_architecture(arch):<44} {measured[-1]:12.2f} {predicted[-1]:9.2f} {error:8.3f}")
     mean_error, max_error = relative_errors(predicted, measured)
     print(f"LUT relative error over {args.paths} random paths: mean {mean_error:.3f}, max {max_error:.3f}")
+    title = f"{args.paths} paths: LUT error mean {100 * mean_error:.1f} %, max {100 * max_error:.1f} %"
+    again = None
     if args.repeat:
         again = [measurer.measure(arch) for arch in archs]
         mean_error, max_error = relative_errors(again, measured)
         print(f"noise floor, same paths re-measured: mean {mean_error:.3f}, max {max_error:.3f} relative difference")
+        title += f"\nre-measured: mean {100 * mean_error:.1f} %, max {100 * max_error:.1f} %"
+    if args.plot:
+        plot(measured, predicted, again, f"{device_key(measurer.device)}, {title}", args.plot)
+        print(f"plot written to {args.plot}")
 
 
 if __name__ == "__main__":
