@@ -67,9 +67,7 @@ def add_nasfpn_config(cfg: CN) -> CN:
     declare(nasfpn, "DROPBLOCK", CN())
     declare(nasfpn.DROPBLOCK, "DROP_PROB", 0.0)  # DropBlock after each cell's norm, training only; 0 disables
     declare(nasfpn.DROPBLOCK, "BLOCK_SIZE", 3)  # odd side of the dropped squares
-    declare(
-        nasfpn, "LEVEL_RESIDUAL", False
-    )  # output cells add the block input of their level (BiFPN's same-level edge)
+    declare(nasfpn, "LEVEL_RESIDUAL", False)  # output cells add their level's block input (BiFPN's same-level edge)
     declare(nasfpn, "OUTPUT_NORM_INIT", 1.0)  # initial gamma of the output cells' norms (0 + LEVEL_RESIDUAL: identity)
     declare(nasfpn, "ONE_SHOT", False)  # build the one-shot neck supernet (set_arch selects the path)
     return cfg
