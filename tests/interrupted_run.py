@@ -11,7 +11,7 @@ from detectron2.utils.env import seed_all_rng
 import detnas_d2  # noqa: F401
 from detnas_d2.config import add_detnas_config
 from detnas_d2.engine import Trainer
-from presets import REPO
+from presets import REPO, TRAIN_ONLY_16_AT_64
 
 
 class Killed(Exception):
@@ -45,20 +45,7 @@ def _cfg(out, config, overrides):
             "3",
             "SOLVER.IMS_PER_BATCH",
             "2",
-            "DATALOADER.NUM_WORKERS",
-            "0",
-            "TEST.EVAL_PERIOD",
-            "0",
-            "DATASETS.TEST",
-            "()",
-            "DATASETS.SHAPES.NUM_TRAIN",
-            "16",
-            "DATASETS.SHAPES.IMAGE_SIZE",
-            "64",
-            "INPUT.MIN_SIZE_TRAIN",
-            "(64,)",
-            "INPUT.MAX_SIZE_TRAIN",
-            "64",
+            *TRAIN_ONLY_16_AT_64,
             "OUTPUT_DIR",
             out,
             *overrides,

@@ -56,6 +56,22 @@ def shapes_images(num_train, num_search, num_val, image_size=None):
     ]
 
 
+#: train on 16 images of 64 px in the main process, nothing evaluated during or after training
+TRAIN_ONLY_16_AT_64 = [
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "DATASETS.TEST",
+    "()",
+    "DATASETS.SHAPES.NUM_TRAIN",
+    "16",
+    "DATASETS.SHAPES.IMAGE_SIZE",
+    "64",
+    *TRAIN_AT_64,
+]
+
+
 # ------------------------------------------------------------------------------------------------ presets
 #: the stock detectron2 R18-FPN of STOCK_CONFIG, trained 3 iterations on 8 images of 64 px
 STOCK_TINY = [

@@ -14,7 +14,7 @@ from detnas_d2.config import add_detnas_config
 from detnas_d2.engine import Trainer
 from detnas_d2.parts.model import unwrap
 from interrupted_run import run_with_kill
-from presets import SUPERNET_CONFIG
+from presets import SUPERNET_CONFIG, TRAIN_ONLY_16_AT_64
 
 TINY = [
     "MODEL.DETNAS.WIDTH_MULT",
@@ -70,22 +70,9 @@ def _train_and_check(out, data_root, iters):
             str(iters),
             "SOLVER.IMS_PER_BATCH",
             str(2 * comm.get_world_size()),
-            "DATALOADER.NUM_WORKERS",
-            "0",
-            "TEST.EVAL_PERIOD",
-            "0",
-            "DATASETS.TEST",
-            "()",
             "SUPERNET.LOG_PATHS",
             "True",
-            "DATASETS.SHAPES.NUM_TRAIN",
-            "16",
-            "DATASETS.SHAPES.IMAGE_SIZE",
-            "64",
-            "INPUT.MIN_SIZE_TRAIN",
-            "(64,)",
-            "INPUT.MAX_SIZE_TRAIN",
-            "64",
+            *TRAIN_ONLY_16_AT_64,
             "OUTPUT_DIR",
             out,
         ]
