@@ -256,14 +256,16 @@ class Pipeline:
         return path
 
     def _alarm(self, name: str) -> List[str]:
-        """A loud line for a training stage whose not-learning alarm went off."""
+        """A loud line for a training stage whose not-learning alarm went off and never recovered; a quiet note
+        for a run that was slow to start and then learned."""
         path = os.path.join(self.stage_dir(name), ALARM_FILE)
         if not os.path.isfile(path):
             return []
         with open(path) as f:
             alarm = json.load(f)
-        state = "recovered later" if alarm.get("recovered") else "never recovered"
-        return [f"- **WARNING: NOT LEARNING** at iteration {alarm['iter']} ({state}): {alarm['reason']}"]
+        if alarm.get("recovered"):
+            return [f"- slow start: at iteration {alarm['iter']} the {alarm['reason']}; it learned later"]
+        return [f"- **WARNING: NOT LEARNING** at iteration {alarm['iter']} (never recovered): {alarm['reason']}"]
 
     def _comparison(self) -> List[str]:
         """The searched detector's final AP beside the reference model's, when both ran."""

@@ -1,10 +1,18 @@
 """Rank correlations used by the ranking check (values checked by hand)."""
 
 import math
+import random
 
 import pytest
 
-from detnas_d2.search.rank_stats import average_ranks, kendall_tau, spearman_rho
+from detnas_d2.search.rank_stats import (
+    average_ranks,
+    bootstrap_interval,
+    kendall_tau,
+    signal_to_noise,
+    spearman_rho,
+    top_k_overlap,
+)
 
 
 def test_hand_computed_values():
@@ -23,3 +31,35 @@ def test_ties_use_tau_b_and_average_ranks():
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="two equally long"):
         spearman_rho([1, 2], [1])
+
+
+def test_sparse_tau_ties_pairs_closer_than_the_noise():
+    x, y = [1, 2, 3, 4], [10.0, 10.3, 12.0, 11.9]
+    # plain tau: 5 concordant, 1 discordant (the 12.0 / 11.9 pair)
+    assert kendall_tau(x, y) == pytest.approx(4 / 6)
+    # with a 0.5 noise level the pairs (10.0, 10.3) and (12.0, 11.9) are ties in y: 4 concordant of 4 + 2 ties
+    assert kendall_tau(x, y, y_tie=0.5) == pytest.approx(4 / math.sqrt(6 * 4))
+
+
+def test_top_k_overlap_and_its_range_check():
+    assert top_k_overlap([5, 4, 3, 2, 1], [1, 4, 3, 2, 5], 2) == 0.5  # top-2 by x {0, 1}, by y {4, 1}
+    assert top_k_overlap([1, 2, 3], [1, 2, 3], 3) == 1.0
+    with pytest.raises(ValueError, match="k must be"):
+        top_k_overlap([1, 2], [1, 2], 3)
+
+
+def test_bootstrap_interval_holds_the_statistic_and_is_seeded():
+    rng = random.Random(1)
+    x = [rng.random() for _ in range(30)]
+    y = [a + 0.3 * rng.random() for a in x]
+    low, high = bootstrap_interval(kendall_tau, x, y)
+    assert low < kendall_tau(x, y) < high <= 1.0
+    assert bootstrap_interval(kendall_tau, x, y) == [low, high]
+    assert bootstrap_interval(kendall_tau, x, x) == [1.0, 1.0]
+
+
+def test_signal_to_noise():
+    # means 10 and 14 (std 2.83), seed stds 1 and 1 (mean 1)
+    assert signal_to_noise([[9, 10, 11], [13, 14, 15]]) == pytest.approx(math.sqrt(8))
+    with pytest.raises(ValueError, match="signal-to-noise"):
+        signal_to_noise([[1.0], [2.0]])

@@ -86,3 +86,30 @@ def test_sharing_supernet_round_trips_through_its_state_dict():
 def test_bad_weight_sharing_mode_is_named():
     with pytest.raises(ValueError, match="weight_sharing must be one of"):
         ShuffleNetV2Supernet("small", width_mult=0.25, weight_sharing="all")
+
+
+def test_independent_candidates_are_refused_by_a_sharing_supernet_naming_both_modes(tmp_path):
+    """A published (independent-candidate) checkpoint must not load as a silent hybrid of its aliases."""
+    independent = _supernet(weight_sharing="none")
+    with pytest.raises(ValueError, match="WEIGHT_SHARING 'kernel'.*WEIGHT_SHARING 'none'"):
+        _supernet().load_state_dict(independent.state_dict())
+    # through the detectron2 checkpointer a user's MODEL.WEIGHTS takes
+    from detnas_d2.modeling.checkpoint import DetNASCheckpointer
+
+    torch.save({"model": independent.state_dict()}, tmp_path / "independent.pth")
+    with pytest.raises(ValueError, match="independent candidates"):
+        DetNASCheckpointer(_supernet()).load(str(tmp_path / "independent.pth"))
+
+
+def test_a_sharing_checkpoint_loads_into_both_modes_with_every_path_unchanged():
+    shared = _supernet(zero_init_last_norm=False)
+    with torch.no_grad():
+        for p in shared.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    x = torch.randn(2, 3, 64, 64)
+    for mode in ("kernel", "none"):
+        loaded = _supernet(weight_sharing=mode)
+        loaded.load_state_dict(shared.state_dict())
+        with torch.no_grad():
+            for arch in _paths(20, 3):
+                assert torch.equal(loaded(x, arch=arch)["linear"], shared(x, arch=arch)["linear"])

@@ -55,6 +55,8 @@ def add_train_alarm_config(cfg: CN) -> CN:
     declare(node, "START_ITER", -1)  # first iteration checked; -1 = 2 x SOLVER.WARMUP_ITERS (at least WINDOW)
     declare(node, "WINDOW", 20)  # iterations whose median loss is compared
     declare(node, "MIN_DROP", 0.95)  # alarm while median loss >= MIN_DROP x the highest median before START_ITER
+    # ... at every one of PATIENCE consecutive checked iterations (a warm-up overshoot that falls back is no alarm)
+    declare(node, "PATIENCE", 100)
     return cfg
 
 

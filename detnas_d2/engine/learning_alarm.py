@@ -11,8 +11,11 @@ median training loss of the last ``TRAIN_ALARM.WINDOW`` iterations, once past ``
   value has not learned. A detector fine-tuned from a whole trained detector starts low and may rightly
   stay there, so it is only checked against chance where that applies.
 
-The first time either holds it logs a warning and writes ``OUTPUT_DIR/not_learning.json`` (the pipeline's
-report flags the stage); a run that recovers gets ``"recovered": true`` in that file at the end.
+Either must hold at every iteration of a span of ``TRAIN_ALARM.PATIENCE`` iterations: a loss that overshoots
+during warm-up (a classifier with label smoothing can rise well above ln(K) before it falls) and comes down within
+that span is not flagged. Then the alarm logs a warning and writes ``OUTPUT_DIR/not_learning.json``; a run whose
+final median lies clearly below the bar (``MIN_DROP`` times it) gets ``"recovered": true`` there, and the
+pipeline's report flags only the runs that never recovered.
 """
 
 import json
@@ -61,6 +64,10 @@ class LearningAlarmHook(HookBase):
         start = node.START_ITER if node.START_ITER >= 0 else 2 * cfg.SOLVER.WARMUP_ITERS
         self.start_iter = max(int(start), self.window)
         self.min_drop = float(node.MIN_DROP)
+        self.patience = int(node.PATIENCE)
+        if self.patience < 1:
+            raise ValueError(f"TRAIN_ALARM.PATIENCE must be >= 1, got {node.PATIENCE}")
+        self.held = 0  # consecutive checked iterations at which the loss had not learned
         self.relative = not holds_trained_heads(cfg.MODEL.WEIGHTS, cfg.MODEL.META_ARCHITECTURE)
         self.chance = chance_loss(cfg)
         self.path = os.path.join(cfg.OUTPUT_DIR, ALARM_FILE)
@@ -88,14 +95,17 @@ class LearningAlarmHook(HookBase):
         if self.raised is not None:
             return
         reason = self._reason(median(self.recent))
-        if reason:
+        self.held = self.held + 1 if reason else 0
+        if reason and self.held >= self.patience:
             self._raise(reason)
 
-    def _reason(self, current: float) -> str | None:
-        if self.chance is not None and current >= self.chance:
+    def _reason(self, current: float, margin: float = 1.0) -> str | None:
+        """Why a window median of ``current`` has not learned (None if it has); ``margin`` < 1 asks for a loss
+        clearly below each bar (the recovery test)."""
+        if self.chance is not None and current >= margin * self.chance:
             return f"median training loss {current:.3f} is at or above the chance loss ln(K) = {self.chance:.3f}"
         start = self.start_loss if self.start_loss is not None else median(self.first)
-        if self.relative and current >= self.min_drop * start:
+        if self.relative and current >= margin * self.min_drop * start:
             return (
                 f"median training loss {current:.3f} has not fallen below {self.min_drop} x its starting value "
                 f"{start:.3f}"
@@ -112,7 +122,7 @@ class LearningAlarmHook(HookBase):
         self._write()
 
     def after_train(self):
-        if self.raised is not None and self.recent and self._reason(median(self.recent)) is None:
+        if self.raised is not None and self.recent and self._reason(median(self.recent), self.min_drop) is None:
             self.raised["recovered"] = True
             self._write()
 

@@ -15,10 +15,12 @@ architecture but ties their weights, as Single-Path NAS and Once-for-All do for 
   identity matrix and the norm before its extra ReLU with a positive bias, so it starts close to the k3 candidate.
 
 Each candidate still appears under its own name in the state dict, with its own shapes (a view saves its
-crop), so fixed networks extract their weights from a sharing supernet exactly as from an independent one.
+crop), so fixed networks extract their weights from a sharing supernet exactly as from an independent one. A
+checkpoint of independent candidates disagrees where sharing ties names together: loading one into a sharing
+supernet is refused (:func:`check_tied_entries`) instead of building a hybrid of whichever alias loads last.
 """
 
-from typing import Dict
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -123,3 +125,38 @@ def share_kernels(candidates: Dict[str, nn.Module]) -> None:
         main[_MAIN_DW] = CenterCropDepthwise(owner.branch_main[_MAIN_DW], kernel, block.stride)
         for index in _MAIN_SHARED:
             main[index] = owner.branch_main[index]
+
+
+def tied_entries(position: nn.Module) -> List[Tuple[str, str, int | None]]:
+    """``(owner key, alias key, crop)`` for every state-dict entry of ``position`` that sharing ties to another:
+    the alias equals the owner's entry (``crop`` None) or its centre ``crop x crop`` (a kernel view)."""
+    state = position.state_dict(keep_vars=True)  # held while ids are compared (a crop view is a new tensor)
+    owner_of, ties = {}, []
+    for name, tensor in state.items():
+        owner = owner_of.setdefault(id(tensor), name)
+        if owner != name:
+            ties.append((owner, name, None))
+    for name, module in position.named_modules():
+        if isinstance(module, CenterCropDepthwise):
+            source = next(n for n, m in position.named_modules() if m is module.source)
+            ties.append((f"{source}.weight", f"{name}.weight", module.kernel_size))
+    return ties
+
+
+def check_tied_entries(ties: List[Tuple[str, str, int | None]], state_dict, prefix: str) -> None:
+    """Refuse a state dict whose tied entries disagree: it holds independent candidates (WEIGHT_SHARING none)."""
+    for owner, alias, crop in ties:
+        if prefix + owner not in state_dict or prefix + alias not in state_dict:
+            continue
+        source, value = state_dict[prefix + owner], state_dict[prefix + alias]
+        if crop is not None and source.shape[-1] >= crop:
+            offset = (source.shape[-1] - crop) // 2
+            source = source[..., offset : offset + crop, offset : offset + crop]
+        if source.shape != value.shape or not torch.equal(source, value):
+            raise ValueError(
+                f"the weights loaded into a supernet with MODEL.DETNAS.WEIGHT_SHARING 'kernel' hold independent "
+                f"candidates: {prefix + alias} differs from {prefix + owner}, which 'kernel' ties it to. They were "
+                "trained with WEIGHT_SHARING 'none' (the DetNAS/SPOS reference, every published supernet): load "
+                "them with MODEL.DETNAS.WEIGHT_SHARING none, or train a sharing supernet (each alias would "
+                "otherwise take whichever candidate's tensor loads last)"
+            )

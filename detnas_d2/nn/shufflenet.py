@@ -30,7 +30,7 @@ from ..space.backbone import (
 )
 from .blocks import CandidateBlock, NormFactory, build_stem
 from .norm import norm_factory
-from .sharing import WEIGHT_SHARING_MODES, share_kernels
+from .sharing import WEIGHT_SHARING_MODES, check_tied_entries, share_kernels, tied_entries
 
 STYLES = ("detnas", "spos")
 #: output name of the classification head's logits
@@ -250,6 +250,10 @@ class ShuffleNetV2Supernet(_ShuffleNetV2):
         if weight_sharing == "kernel":
             for position in self.blocks:
                 share_kernels(position.choices)
+                ties = tied_entries(position)
+                position._register_load_state_dict_pre_hook(
+                    lambda state_dict, prefix, *_, ties=ties: check_tied_entries(ties, state_dict, prefix)
+                )
         self._arch: Tuple[int, ...] | None = None
 
     @property

@@ -1,7 +1,10 @@
-"""Rank correlations (Kendall's tau-b, Spearman's rho with average ranks for ties) without SciPy."""
+"""Rank correlations (Kendall's tau-b, its sparse form, Spearman's rho with average ranks for ties), top-k
+overlap, bootstrap intervals and a benchmark's signal-to-noise ratio, without SciPy."""
 
 import math
-from typing import List, Sequence
+import random
+from statistics import mean, stdev
+from typing import Callable, List, Sequence
 
 
 def average_ranks(values: Sequence[float]) -> List[float]:
@@ -24,13 +27,17 @@ def _check(xs: Sequence[float], ys: Sequence[float]) -> None:
         raise ValueError(f"rank correlation needs two equally long sequences of >= 2 values, got {len(xs)}, {len(ys)}")
 
 
-def kendall_tau(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Kendall's tau-b (NaN when one sequence is constant)."""
+def kendall_tau(xs: Sequence[float], ys: Sequence[float], y_tie: float = 0.0) -> float:
+    """Kendall's tau-b (NaN when one sequence is constant). With ``y_tie > 0``, pairs whose ``ys`` differ by less
+    than ``y_tie`` count as tied: the sparse tau of Yu et al. (ICLR 2020), where the ground truth cannot order
+    architectures closer than its own noise."""
     _check(xs, ys)
     concordant = discordant = ties_x = ties_y = 0
     for i in range(len(xs)):
         for j in range(i + 1, len(xs)):
             dx, dy = xs[i] - xs[j], ys[i] - ys[j]
+            if abs(dy) < y_tie:
+                dy = 0
             if dx == 0 and dy == 0:
                 continue
             if dx == 0:
@@ -53,3 +60,48 @@ def spearman_rho(xs: Sequence[float], ys: Sequence[float]) -> float:
     cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
     var = math.sqrt(sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry))
     return cov / var if var else float("nan")
+
+
+def top_k_overlap(xs: Sequence[float], ys: Sequence[float], k: int) -> float:
+    """Share of the ``k`` highest ``ys`` that are also among the ``k`` highest ``xs`` (ties broken by index)."""
+    _check(xs, ys)
+    if not 1 <= k <= len(xs):
+        raise ValueError(f"k must be in [1, {len(xs)}], got {k}")
+    top = lambda values: set(sorted(range(len(values)), key=lambda i: -values[i])[:k])  # noqa: E731
+    return len(top(xs) & top(ys)) / k
+
+
+def bootstrap_interval(
+    statistic: Callable[[List[float], List[float]], float],
+    xs: Sequence[float],
+    ys: Sequence[float],
+    level: float = 0.9,
+    samples: int = 2000,
+    seed: int = 0,
+) -> List[float]:
+    """The central ``level`` interval of ``statistic`` over pairs resampled with replacement (percentile
+    bootstrap; resamples where the statistic is NaN, e.g. all one architecture, are skipped)."""
+    _check(xs, ys)
+    rng = random.Random(seed)
+    values = []
+    for _ in range(samples):
+        picks = [rng.randrange(len(xs)) for _ in range(len(xs))]
+        value = statistic([xs[i] for i in picks], [ys[i] for i in picks])
+        if not math.isnan(value):
+            values.append(value)
+    if not values:
+        return [float("nan"), float("nan")]
+    values.sort()
+    low = values[int((1 - level) / 2 * (len(values) - 1))]
+    high = values[int((1 + level) / 2 * (len(values) - 1))]
+    return [low, high]
+
+
+def signal_to_noise(runs: Sequence[Sequence[float]]) -> float:
+    """Std over architectures of their mean result / mean over architectures of their std over seeds (sample
+    stds; architectures with fewer than two seeds count for the first term only)."""
+    means = [mean(r) for r in runs if r]
+    noise = [stdev(r) for r in runs if len(r) >= 2]
+    if len(means) < 2 or not noise:
+        raise ValueError("the signal-to-noise ratio needs >= 2 architectures and one with >= 2 seeds")
+    return stdev(means) / mean(noise) if mean(noise) else float("inf")
