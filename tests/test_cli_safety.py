@@ -104,6 +104,40 @@ def test_two_trainings_into_one_output_dir(tmp_path):
         first.wait()
 
 
+def _can_mount_tmpfs(tmp_path) -> bool:
+    """Whether this machine lets an unprivileged user namespace mount a tmpfs (``unshare -rm``)."""
+    target = tmp_path / "probe"
+    target.mkdir()
+    probe = ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m none {target}"]
+    try:
+        return subprocess.run(probe, capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+def test_a_full_disk_stops_training_with_one_line_and_no_broken_checkpoint(tmp_path):
+    """Training into a 3 MB tmpfs: the first checkpoint does not fit."""
+    if not _can_mount_tmpfs(tmp_path):
+        pytest.skip("no tmpfs mount here (unshare -rm); test_full_disk_write_keeps_the_old_checkpoint covers ENOSPC")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    out = str(disk / "out")
+    train = " ".join(f"'{word}'" for word in _train(out, "SOLVER.CHECKPOINT_PERIOD", "1"))
+    script = f"mount -t tmpfs -o size=3m none {disk} && {train}; code=$?; echo FILES:; ls -a {out}; exit $code"
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script], env=_env(tmp_path), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: no space left in {out} to write model_0000000.pth: it needs ")
+    ), done.stderr[-3000:]
+    assert "Logging error" not in done.stderr
+    files = done.stdout.split("FILES:")[-1].split()
+    assert not [name for name in files if name.endswith(".pth") or name.startswith(".tmp_")], files
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("build_parser", [train_parser, search_parser], ids=["train_net", "search_net"])
 def test_options_may_follow_the_overrides(build_parser):

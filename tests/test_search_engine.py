@@ -19,7 +19,7 @@ import detnas_d2.search.strategies as strategies_module
 from detnas_d2.search.config import add_search_config
 from detnas_d2.search.constraints import CostConstraints, InfeasibleConstraintError, format_cost
 from detnas_d2.search.distributed import run_on_every_rank
-from detnas_d2.search.hooks import PLOT_FILE, SearchHook
+from detnas_d2.search.hooks import PLOT_FILE, SearchEventWriter, SearchHook
 from detnas_d2.search.runner import NoFiniteFitnessError, SearchRunner
 from detnas_d2.search.state import CorruptStateError
 from detnas_d2.search.store import BEST_FILE, LOG_FILE, STATE_FILE, SearchExistsError
@@ -508,3 +508,19 @@ def test_slow_random_sampling_logs_its_progress(monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger="detnas_d2.search"):
         make_engine(None, CountingEvaluator(ToySpace()), generations=1).run()
     assert "Seeking random legal candidates: 0 of 10 found in 1 draws" in caplog.text
+
+
+def test_search_metrics_keep_every_generation_when_a_write_was_lost(tmp_path):
+    """A kill (or a full disk) between generation 0's state save and its search_metrics.json row: the resumed
+    search still writes that row."""
+    out = str(tmp_path)
+    with pytest.raises(SimulatedKill):
+        killer = GenerationCallback(_kill_at_generation_end(0))
+        make_engine(out, CountingEvaluator(ToySpace()), hooks=[killer, SearchEventWriter(out)]).run()
+    writer = SearchEventWriter(out)
+    result = make_engine(out, CountingEvaluator(ToySpace()), hooks=[writer]).run(resume=True)
+    writer.close()
+    with open(os.path.join(out, "search_metrics.json")) as f:
+        rows = [json.loads(line) for line in f]
+    assert [row["iteration"] for row in rows] == [0, 1, 2, 3]
+    assert rows[-1]["search/best_so_far"] == result.best.fitness

@@ -3,6 +3,7 @@ datasets, and the lock on OUTPUT_DIR."""
 
 import contextlib
 import functools
+import sys
 
 import torch.distributed as dist
 from detectron2.config import get_cfg
@@ -14,6 +15,7 @@ from ..config import add_detnas_config, merge_from_file, merge_from_list
 from ..data.datasets import register_from_config
 from ..data.registration import add_command_line_datasets, add_registration_arguments, resolve_search_holdout
 from ..engine.output_lock import OutputDirLock
+from ..utils.io import full_disk_cause
 
 #: how the trailing overrides and the options may be mixed (shown by ``-h``)
 USAGE_NOTE = (
@@ -105,11 +107,17 @@ def output_lock(args, output_dir: str):
 def launch_main(main, args, output_dir: str = ""):
     """Run ``main(args)`` in every process detectron2's ``launch`` starts for ``args``; in a single process,
     call it directly and return its result (``launch`` discards it). With ``output_dir``, the launching process
-    holds that folder's lock for the whole run."""
+    holds that folder's lock for the whole run. A full disk ends the run with one line naming the folder."""
     print("Command Line Args:", args)
     with output_lock(args, output_dir) if output_dir else contextlib.nullcontext():
         if args.num_gpus * args.num_machines == 1:
-            return main(args)
+            try:
+                return main(args)
+            except OSError as err:  # also what a full disk makes of the writes after the first failed one
+                full = full_disk_cause(err)
+                if full is None:
+                    raise
+                sys.exit(f"error: {full}")
         return launch(
             functools.partial(_main_then_leave_together, main),
             args.num_gpus,

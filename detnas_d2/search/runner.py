@@ -217,6 +217,11 @@ class SearchRunner:
         return self.strategy.population * self.strategy.generations
 
     @property
+    def history(self) -> List[dict]:
+        """Statistics of every finished generation, oldest first (generations rebuilt from the log included)."""
+        return self._history
+
+    @property
     def replaying(self) -> bool:
         """Whether logged results of a resumed search remain to be replayed (their generations were reported)."""
         return bool(self._replay)
