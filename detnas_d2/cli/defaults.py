@@ -3,6 +3,8 @@ datasets, and the lock on OUTPUT_DIR."""
 
 import contextlib
 import functools
+import os
+import re
 import sys
 
 import torch.distributed as dist
@@ -16,6 +18,9 @@ from ..data.datasets import register_from_config
 from ..data.registration import add_command_line_datasets, add_registration_arguments, resolve_search_holdout
 from ..engine.output_lock import OutputDirLock
 from ..utils.io import full_disk_cause
+
+#: files whose presence in a folder means that a training ran there
+TRAINING_FILE = re.compile(r"last_checkpoint|model_(\d+|final)\.pth|metrics\.json")
 
 #: how the trailing overrides and the options may be mixed (shown by ``-h``)
 USAGE_NOTE = (
@@ -97,6 +102,21 @@ def setup_cfg(args):
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="detnas_d2")  # search progress, ETA
     return cfg
+
+
+def training_files(output_dir: str) -> list:
+    """The files of ``output_dir`` showing that a training ran there (checkpoints, last_checkpoint, metrics.json)."""
+    names = sorted(os.listdir(output_dir)) if os.path.isdir(output_dir) else []
+    return [name for name in names if TRAINING_FILE.fullmatch(name)]
+
+
+def refuse_other_run(output_dir: str, found: list, holds: str, run: str) -> None:
+    """Fail, naming what ``output_dir`` holds, when it holds the files ``found`` of another kind of run."""
+    if found:
+        raise ValueError(
+            f"OUTPUT_DIR {output_dir} holds {holds} ({', '.join(found)}): {run} there would overwrite its config.yaml "
+            "and mix the files of two runs; choose another OUTPUT_DIR"
+        )
 
 
 def output_lock(args, output_dir: str):
