@@ -321,7 +321,17 @@ def test_output_files_and_generation_callback(tmp_path):
     entries = log_entries(str(tmp_path))
     assert [e["index"] for e in entries] == list(range(result.n_evaluated))
     for e in entries:
-        assert set(e) == {"arch", "key", "costs", "metrics", "fitness", "eval_time_s", "generation", "index"}
+        assert set(e) == {
+            "arch",
+            "key",
+            "costs",
+            "metrics",
+            "fitness",
+            "eval_time_s",
+            "generation",
+            "index",
+            "settings",
+        }
         assert e["metrics"] == {"bbox/AP": e["fitness"], "bbox/AP50": 2 * e["fitness"]}  # nested metrics flattened
         assert e["key"] == ToySpace().encode(e["arch"]) and e["eval_time_s"] >= 0
 
@@ -488,7 +498,7 @@ def test_unreadable_state_without_a_log_names_the_file(tmp_path):
 def test_log_of_other_settings_does_not_rebuild_the_state_and_nothing_is_written(tmp_path):
     _kill_and_break_state(str(tmp_path), "empty", kill_after=5)
     before = folder_bytes(str(tmp_path))
-    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / LOG_FILE))} does not match this search"):
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / LOG_FILE))} was scored under other settings"):
         make_engine(str(tmp_path), CountingEvaluator(ToySpace()), seed=1).check_start(resume=True)
     assert folder_bytes(str(tmp_path)) == before
 

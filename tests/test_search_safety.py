@@ -138,6 +138,9 @@ def test_resume_refuses_another_supernet_or_other_fitness_rules(supernet, finish
         with pytest.raises(ValueError, match=f"cannot resume the search in .*configuration differs .*{message}"):
             search_net.cli(["--resume", *_argv(same if not overrides else weights, out, *overrides)])
     assert folder_bytes(out) == before  # config.yaml included
+    os.remove(os.path.join(out, "search_state.json"))  # the log alone, without the state naming the settings
+    with pytest.raises(ValueError, match="search_log.jsonl was scored under other settings than this run's: 4 of"):
+        search_net.cli(["--resume", *_argv(same, out)])
 
 
 def test_overwrite_moves_the_old_search_aside(supernet, finished, tmp_path):

@@ -4,8 +4,8 @@ ranks candidates scored under other rules together with the saved ones.
 A search's fingerprint (compared entry by entry on ``--resume``:
 :func:`~detnas_d2.search.store.check_same_settings`) holds its ``SEARCH.*`` settings and, from here: for a one-shot
 search the SHA-256 of the ``MODEL.WEIGHTS`` file (a supernet retrained into the same path is another supernet; a proxy
-search records the path it trains from), every ``MODEL.*``, ``INPUT.*``, ``TEST.*`` and ``DATASETS.*`` value that
-differs from the defaults, and the identity of the search dataset (its images and boxes).
+search records the path it trains from), every ``MODEL.*``, ``INPUT.*``, ``TEST.*`` and ``DATASETS.*`` value, and the
+identity of the search dataset (its images and boxes).
 """
 
 import functools
@@ -14,7 +14,6 @@ import json
 import os
 from typing import Any, Dict
 
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 
 #: config sections whose values change a candidate's fitness (the model, its input, its test settings, the data)
@@ -32,14 +31,6 @@ def _flatten(node, prefix: str) -> Dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
     return flat
-
-
-@functools.lru_cache(maxsize=1)
-def _defaults() -> Dict[str, Any]:
-    """The flattened default config (detectron2's and detnas_d2's keys)."""
-    from ..config import add_detnas_config
-
-    return _flatten(add_detnas_config(get_cfg()), "")
 
 
 @functools.lru_cache(maxsize=8)
@@ -81,12 +72,11 @@ def dataset_identity(name: str) -> str:
 
 def fitness_fingerprint(cfg, dataset_name: str, one_shot: bool) -> Dict[str, Any]:
     """The fingerprint entries that are not ``SEARCH.*`` (see the module docstring), JSON-serialisable."""
-    defaults = _defaults()
     settings = {
         key: value
         for section in FINGERPRINT_SECTIONS
         for key, value in _flatten(cfg[section], f"{section}.").items()
-        if key not in IGNORED_KEYS and defaults.get(key, object()) != value
+        if key not in IGNORED_KEYS
     }
     return {
         **settings,

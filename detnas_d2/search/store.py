@@ -47,9 +47,8 @@ def check_same_settings(saved: Mapping[str, Any], current: Mapping[str, Any], pa
     """Raise a ValueError naming every setting (fingerprint entry) that differs between a saved state and this run."""
     differing = [key for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
     if differing:
-        unset = "<the default, or not recorded>"  # config values equal to their defaults are not recorded
         details = "; ".join(
-            f"{key}: state has {saved.get(key, unset)!r}, current run has {current.get(key, unset)!r}"
+            f"{key}: state has {saved.get(key, '<missing>')!r}, current run has {current.get(key, '<missing>')!r}"
             for key in differing
         )
         raise ValueError(
