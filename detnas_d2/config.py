@@ -5,6 +5,7 @@ Each area declares its own keys in a leaf ``config.py`` (``data``, ``modeling``,
 module composes them. Calling it twice on the same config is harmless.
 """
 
+import ast
 import logging
 from typing import List
 
@@ -73,11 +74,30 @@ def merge_from_file(cfg: CN, filename: str) -> None:
     cfg.merge_from_other_cfg(loaded)
 
 
+def _float_literal(cfg: CN, key: str, value):
+    """``value`` as a float literal when ``key`` holds a float and ``value`` is an integer literal (yacs would call
+    ``SEARCH.FLOPS_LIMIT -1`` a "Type mismatch (float vs int)" and never get to the key's own check)."""
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return value
+        node = node[part]
+    if not isinstance(node, float) or not isinstance(value, str):
+        return value
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+    return repr(float(parsed)) if isinstance(parsed, int) and not isinstance(parsed, bool) else value
+
+
 def merge_from_list(cfg: CN, opts: List[str]) -> None:
-    """``cfg.merge_from_list(opts)``, reading keys under their old names (``RENAMED_KEYS``) as the new ones."""
+    """``cfg.merge_from_list(opts)``, reading keys under their old names (``RENAMED_KEYS``) as the new ones and
+    integers given to float keys as floats."""
     opts = list(opts)
     for i in range(0, len(opts) - 1, 2):
         if opts[i] in RENAMED_KEYS:
             _warn_renamed(opts[i], RENAMED_KEYS[opts[i]], "command line")
             opts[i] = RENAMED_KEYS[opts[i]]
+        opts[i + 1] = _float_literal(cfg, opts[i], opts[i + 1])
     cfg.merge_from_list(opts)

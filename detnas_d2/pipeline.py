@@ -7,8 +7,10 @@ searched architecture (starting from its weights inherited from the fine-tuned s
 them) -> final evaluation, and optionally ``reference``: a stock detectron2 model trained and evaluated with its own
 config, so the report puts the searched detector beside it. Each stage is a ``train_net`` / ``search_net`` run in
 its own process (so every stage gets detectron2's usual logging, ``launch`` and ``--resume``), reading the previous
-stage's checkpoint or searched architecture. A stage whose output exists is skipped; a stage that was killed resumes
-from its last checkpoint (training) or its state file (search). ``report.md`` summarises each stage.
+stage's checkpoint or searched architecture. A stage is done, and skipped, when every output it promises exists and
+is readable (:meth:`Pipeline.stage_done`); any other stage that ran before resumes from its last checkpoint (training)
+or its state file (search). The pipeline holds the lock of its output folder; ending it in any way (``kill -9``
+included) ends its running stage. ``report.md`` summarises each stage, with the wall time of every run of it.
 
 The pipeline file is YAML:
 
@@ -25,25 +27,34 @@ Config paths are relative to the pipeline file. ``opts`` are extra ``KEY VALUE``
 """
 
 import argparse
+import ctypes
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
 from typing import Dict, List
 
+import torch
 import yaml
 
 from .engine.learning_alarm import ALARM_FILE
+from .engine.output_lock import OutputDirLock, OutputDirLockedError
 from .parts import get_part
-from .search.export import WEIGHTS_FILE
+from .search.export import CONFIG_FILE
+from .search.store import BEST_FILE
 from .utils.io import atomic_write
 
 STAGES = ("pretrain", "finetune", "search", "retrain", "evaluate", "reference")
 FINAL_METRICS = "final_metrics.json"
-#: per stage folder: wall minutes the stage took, summed over interrupted and resumed runs
+#: per stage folder: the wall minutes of every run of the stage (interrupted ones included), rewritten while it runs
 STAGE_TIME = "pipeline_stage_time.json"
+#: seconds between two updates of a running stage's time (what a ``kill -9`` of the pipeline can lose)
+TIME_UPDATE_S = 1.0
+#: Linux prctl option: a signal for the child when its parent dies
+_PR_SET_PDEATHSIG = 1
 
 
 class PipelineError(RuntimeError):
@@ -104,43 +115,102 @@ class Pipeline:
         if resuming and "--eval-only" not in extra:
             cmd.insert(cmd.index("--config-file"), "--resume")
         print(f"[pipeline] {name}: {'resuming' if resuming else 'starting'}\n  {shlex.join(cmd)}", flush=True)
-        start = time.time()
-        code = subprocess.call(cmd)
-        minutes = self._stage_minutes(name) + (time.time() - start) / 60
-        if os.path.isdir(out):
-            atomic_write(os.path.join(out, STAGE_TIME), json.dumps({"minutes": minutes}))
+        runs, start = self._stage_runs(name), time.time()
+        proc = subprocess.Popen(cmd, preexec_fn=_end_with_parent)
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=TIME_UPDATE_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    self._save_stage_runs(name, runs + [(time.time() - start) / 60])
+        finally:
+            if proc.poll() is None:  # the pipeline was interrupted (Ctrl-C, SIGTERM): its stage ends with it
+                proc.terminate()
+                proc.wait()
+            self._save_stage_runs(name, runs + [(time.time() - start) / 60])
+        minutes = self._stage_minutes(name)
         print(f"[pipeline] {name}: {'finished' if code == 0 else 'failed'} after {minutes:.2f} min", flush=True)
         if code != 0:
             raise PipelineError(f"stage '{name}' failed (exit code {code}); rerun the pipeline to resume it")
 
-    def _stage_minutes(self, name: str) -> float:
-        """Wall minutes spent in stage ``name`` over all runs of the pipeline (0 if it never ran)."""
+    def _stage_runs(self, name: str) -> List[float]:
+        """Wall minutes of each earlier run of stage ``name`` (a file of an older version holds their sum)."""
         path = os.path.join(self.stage_dir(name), STAGE_TIME)
         if not os.path.isfile(path):
-            return 0.0
+            return []
         with open(path) as f:
-            return float(json.load(f)["minutes"])
+            saved = json.load(f)
+        return [float(m) for m in saved["runs"]] if "runs" in saved else [float(saved["minutes"])]
+
+    def _save_stage_runs(self, name: str, runs: List[float]) -> None:
+        if os.path.isdir(self.stage_dir(name)):
+            atomic_write(os.path.join(self.stage_dir(name), STAGE_TIME), json.dumps({"runs": runs}))
+
+    def _stage_minutes(self, name: str) -> float:
+        """Wall minutes spent in stage ``name`` over all runs of the pipeline, interrupted ones included."""
+        return sum(self._stage_runs(name))
 
     def _weights(self, name: str) -> str:
         return os.path.join(self.stage_dir(name), "model_final.pth")
 
+    def stage_done(self, name: str) -> bool:
+        """Whether every output stage ``name`` promises exists and is readable: ``model_final.pth`` of a training;
+        ``best_arch.json``, ``best_config.yaml`` and the weights that config starts from when the search exported
+        them into its folder; ``final_metrics.json`` of the evaluation."""
+        if name == "search":
+            exported = self._exported()
+            return exported is not None and (exported["weights"] is None or _readable_checkpoint(exported["weights"]))
+        if name == "evaluate":
+            return _read_json(os.path.join(self.stage_dir(name), FINAL_METRICS)) is not None
+        return _readable_checkpoint(self._weights(name))
+
+    def _exported(self) -> Dict | None:
+        """The search's export: ``{"best": best_arch.json, "weights": the exported weights (None where the search
+        exported none, a proxy search)}``; None while best_arch.json or best_config.yaml is missing or unreadable."""
+        out = self.stage_dir("search")
+        best, config = _read_json(os.path.join(out, BEST_FILE)), _read_yaml(os.path.join(out, CONFIG_FILE))
+        if best is None or not isinstance(config, dict):
+            return None
+        weights = os.path.abspath(str(config.get("MODEL", {}).get("WEIGHTS", "")))
+        inside = os.path.commonpath([weights, os.path.abspath(out)]) == os.path.abspath(out)
+        return {"best": best, "weights": weights if inside else None}
+
+    def _skip_done(self, name: str, output: str) -> bool:
+        """True (saying so) when stage ``name`` is done."""
+        if not self.stage_done(name):
+            return False
+        print(f"[pipeline] {name}: done already ({output})")
+        return True
+
+    def _check_done(self, name: str, why: str = "") -> None:
+        """Fail when stage ``name`` ended without every output it promises."""
+        if not self.stage_done(name):
+            raise PipelineError(f"stage '{name}' ended without all its outputs in {self.stage_dir(name)}{why}")
+
     def _train(self, name: str, init_weights: str = None, extra_opts: List[str] = ()) -> None:
-        if os.path.isfile(self._weights(name)):
-            print(f"[pipeline] {name}: done already ({self._weights(name)})")
+        if self._skip_done(name, self._weights(name)):
             return
         stage = self.stages[name]
         opts = list(stage["opts"]) + list(extra_opts)
         if init_weights:
             opts += ["MODEL.WEIGHTS", init_weights]
         self._run(name, "detnas_d2.cli.train", stage["config"], opts)
-        if not os.path.isfile(self._weights(name)):
-            raise PipelineError(
-                f"stage '{name}' ended without {self._weights(name)}: its last checkpoint is already past "
-                "SOLVER.MAX_ITER (was MAX_ITER lowered after an interruption?)"
-            )
+        self._check_done(
+            name,
+            f": no readable {self._weights(name)}; its last checkpoint is already past SOLVER.MAX_ITER (was MAX_ITER "
+            "lowered after an interruption?)",
+        )
 
     def run(self) -> None:
-        os.makedirs(self.output_dir, exist_ok=True)
+        """Run every stage not done yet, holding the lock of the output folder, then write ``report.md``."""
+        try:
+            with OutputDirLock(self.output_dir):
+                self._run_stages()
+        except OutputDirLockedError as err:
+            raise PipelineError(str(err)) from None
+
+    def _run_stages(self) -> None:
         previous = None
         if "pretrain" in self.stages:
             self._train("pretrain")
@@ -162,24 +232,20 @@ class Pipeline:
         self.write_report()
 
     def _retrain_init(self):
-        """The searched detector's weights inherited from the fine-tuned supernet (the search's export, BN
-        recalibrated); the pretrained supernet where the search exported none (a proxy-task search)."""
-        exported = os.path.join(self.stage_dir("search"), WEIGHTS_FILE)
-        if os.path.isfile(exported):
+        """The weights the search exported (the searched detector's weights inherited from the fine-tuned supernet,
+        BN recalibrated); the pretrained supernet where the search exported none (a proxy-task search)."""
+        exported = self._exported()["weights"]
+        if exported is not None:
             return exported
         return self._weights("pretrain") if "pretrain" in self.stages else None
 
     def _search(self, supernet: str) -> Dict:
-        out = self.stage_dir("search")
-        best_file = os.path.join(out, "best_arch.json")
-        if not os.path.isfile(best_file):
+        if not self._skip_done("search", self.stage_dir("search")):
             stage = self.stages["search"]
             opts = list(stage["opts"]) + (["MODEL.WEIGHTS", supernet] if supernet else [])
             self._run("search", "detnas_d2.cli.search", stage["config"], opts)
-        else:
-            print(f"[pipeline] search: done already ({best_file})")
-        with open(best_file) as f:
-            best = json.load(f)
+            self._check_done("search", f": {BEST_FILE}, {CONFIG_FILE} and the weights it names")
+        best = self._exported()["best"]
         self.summary.setdefault("search", {}).update(
             best_fitness=best["fitness"], best_arch=best["arch"], best_costs=best.get("costs", {})
         )
@@ -198,9 +264,8 @@ class Pipeline:
         ]
 
     def _evaluate(self) -> None:
-        out = self.stage_dir("evaluate")
-        metrics_file = os.path.join(out, FINAL_METRICS)
-        if not os.path.isfile(metrics_file):
+        metrics_file = os.path.join(self.stage_dir("evaluate"), FINAL_METRICS)
+        if not self._skip_done("evaluate", metrics_file):
             trained = "retrain" if "retrain" in self.stages else "finetune"
             stage = self.stages[trained]
             opts = list(stage["opts"]) + self.stages["evaluate"]["opts"] + ["MODEL.WEIGHTS", self._weights(trained)]
@@ -213,8 +278,7 @@ class Pipeline:
                 opts,
                 extra=["--eval-only", "--save-results", metrics_file],
             )
-        else:
-            print(f"[pipeline] evaluate: done already ({metrics_file})")
+            self._check_done("evaluate")
         with open(metrics_file) as f:
             self.summary.setdefault("evaluate", {})["results"] = json.load(f)
 
@@ -224,8 +288,7 @@ class Pipeline:
         self.summary.setdefault("reference", {})["results"] = last_metrics(self.stage_dir("reference"), raw=True)
 
     def _load_best(self) -> Dict:
-        with open(os.path.join(self.stage_dir("search"), "best_arch.json")) as f:
-            return json.load(f)
+        return self._exported()["best"]
 
     def write_report(self) -> str:
         """``report.md``: each stage's key numbers and plots."""
@@ -233,7 +296,7 @@ class Pipeline:
         minutes = {name: self._stage_minutes(name) for name in STAGES if name in self.stages}
         if any(minutes.values()):
             lines += [
-                "Stage times (wall minutes, resumed runs added up): "
+                "Stage times (wall minutes, every run added up, interrupted ones included): "
                 + ", ".join(f"{name} {m:.2f}" for name, m in minutes.items())
                 + f"; total {sum(minutes.values()):.2f}.",
                 "",
@@ -301,6 +364,39 @@ class Pipeline:
         return [f"- last metrics: {last_metrics(self.stage_dir(name))}"]
 
 
+def _end_with_parent() -> None:
+    """In a stage's process, before it starts: SIGTERM when the pipeline dies, ``kill -9`` included (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _read_json(path: str):
+    """The JSON content of ``path``, or None when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _read_yaml(path: str):
+    """The YAML content of ``path``, or None when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _readable_checkpoint(path: str) -> bool:
+    """Whether ``path`` is a checkpoint torch can load (a truncated or empty file is not)."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # torch.load / pickle raise many types on a missing, damaged or foreign file
+        return False
+    return True
+
+
 def last_metrics(output_dir: str, raw: bool = False) -> Dict:
     """The evaluation numbers of the last line of ``metrics.json`` that has any (empty if none): flat
     ``{"bbox/AP": ...}`` rounded, or with ``raw`` nested by task like ``final_metrics.json``."""
@@ -334,6 +430,7 @@ def main(argv=None) -> None:
     parser.add_argument("--num-gpus", type=int, default=1, help="processes per stage (detectron2 launch)")
     parser.add_argument("--dist-url", default="auto")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # end the running stage too
     spec = load_pipeline(args.config_file)
     launch_args = ["--num-gpus", str(args.num_gpus), "--dist-url", args.dist_url]
     try:

@@ -30,6 +30,7 @@ E2E_MODULES = {
     "test_resume.py",
     "test_search_net.py",
     "test_search_safety.py",
+    "test_setup.py",
     "test_supernet_learns.py",
     "test_supernet_training.py",
     "test_train_net.py",

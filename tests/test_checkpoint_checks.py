@@ -1,9 +1,11 @@
 """Checkpoints that cannot serve: unreadable files are named, ``--resume`` falls back past a truncated last
 checkpoint, and backbone tensors of another width are an error on every load path, never silently skipped."""
 
+import errno
 import logging
 import os
 import re
+import shutil
 
 import pytest
 import torch
@@ -131,3 +133,30 @@ def test_same_width_loads_and_intentional_drops_stay_allowed(quarter_width):
     not_loaded = {key for key in state if not torch.equal(state[key], saved[key])}
     assert not_loaded == {key for key in state if state[key].shape != saved[key].shape}
     assert not_loaded and all(key.startswith("roi_heads.box_predictor.") for key in not_loaded)
+
+
+def _no_space(*args):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["before", "during"], ids=["too-little-free", "enospc-while-writing"])
+def test_full_disk_write_keeps_the_old_checkpoint(tmp_path, monkeypatch, where):
+    """A checkpoint that does not fit stops with the folder and the bytes needed; the previous checkpoint stays
+    the last one and no truncated file takes a checkpoint's name."""
+    monkeypatch.setattr(logging, "raiseExceptions", True)  # restored after the DiskFullError switched it off
+    checkpointer = DetNASCheckpointer(torch.nn.Linear(64, 64), save_dir=str(tmp_path))
+    checkpointer.save("model_0000000")
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    if where == "before":
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**6, 10**6 - 100, 100))
+    else:
+        monkeypatch.setattr(os, "fsync", _no_space)
+    with pytest.raises(OSError, match=rf"no space left in {tmp_path} to write model_0000001.pth: it needs \d+ bytes"):
+        checkpointer.save("model_0000001")
+    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+
+
+def test_weights_that_name_a_folder_say_so(tmp_path):
+    (tmp_path / "model_final.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match=f"checkpoint {tmp_path} is a directory.*MODEL.WEIGHTS.*model_final.pth"):
+        DetNASCheckpointer(torch.nn.Linear(2, 2)).load(str(tmp_path))

@@ -3,6 +3,7 @@ each command's own options and the console scripts of setup.py."""
 
 import importlib
 import os
+import re
 import runpy
 import signal
 import subprocess
@@ -13,11 +14,13 @@ import pytest
 import setuptools
 from detectron2.engine import default_argument_parser
 
+import search_net
+import train_net
 from detnas_d2.cli.defaults import parse_command_line
 from detnas_d2.cli.search import build_parser as search_parser
 from detnas_d2.cli.train import build_parser as train_parser
 from detnas_d2.engine.output_lock import LOCK_FILE, OutputDirLock, OutputDirLockedError
-from presets import REPO, STOCK_CONFIG, STOCK_TINY
+from presets import REPO, SEARCH_CONFIG, STOCK_CONFIG, STOCK_TINY
 
 HOLD_LOCK = (
     "import sys, time; from detnas_d2.engine.output_lock import OutputDirLock; "
@@ -102,6 +105,70 @@ def test_two_trainings_into_one_output_dir(tmp_path):
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+
+
+def test_eval_only_without_weights_is_refused(tmp_path, monkeypatch):
+    """It would report the AP of a randomly initialised model."""
+    monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "data"))
+    out = str(tmp_path / "out")
+    with pytest.raises(ValueError, match="MODEL.WEIGHTS is empty: --eval-only would report the AP of a randomly"):
+        train_net.cli(["--config-file", STOCK_CONFIG, "--eval-only", *STOCK_TINY, "OUTPUT_DIR", out])
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize(
+    "command, holds, files",
+    [
+        ("search", "a training", ["last_checkpoint", "metrics.json", "model_final.pth"]),
+        ("train", "a search", ["search_state.json", "search_log.jsonl", "best_arch.json"]),
+    ],
+)
+def test_a_run_into_another_kind_of_runs_folder_is_refused(tmp_path, monkeypatch, command, holds, files):
+    """It would overwrite the other run's config.yaml; the error names what the folder holds."""
+    monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "data"))
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ["config.yaml", *files]:
+        (out / name).write_text(name)
+    before = {name: (out / name).read_text() for name in os.listdir(out)}
+    run, config = (search_net.cli, SEARCH_CONFIG) if command == "search" else (train_net.cli, STOCK_CONFIG)
+    with pytest.raises(ValueError, match=re.escape(f"OUTPUT_DIR {out} holds {holds} ({', '.join(files)})")):
+        run(["--config-file", config, *STOCK_TINY, "OUTPUT_DIR", str(out)])
+    assert {name: (out / name).read_text() for name in os.listdir(out)} == before
+
+
+def _can_mount_tmpfs(tmp_path) -> bool:
+    """Whether this machine lets an unprivileged user namespace mount a tmpfs (``unshare -rm``)."""
+    target = tmp_path / "probe"
+    target.mkdir()
+    probe = ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m none {target}"]
+    try:
+        return subprocess.run(probe, capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+def test_a_full_disk_stops_training_with_one_line_and_no_broken_checkpoint(tmp_path):
+    """Training into a 3 MB tmpfs: the first checkpoint does not fit."""
+    if not _can_mount_tmpfs(tmp_path):
+        pytest.skip("no tmpfs mount here (unshare -rm); test_full_disk_write_keeps_the_old_checkpoint covers ENOSPC")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    out = str(disk / "out")
+    train = " ".join(f"'{word}'" for word in _train(out, "SOLVER.CHECKPOINT_PERIOD", "1"))
+    script = f"mount -t tmpfs -o size=3m none {disk} && {train}; code=$?; echo FILES:; ls -a {out}; exit $code"
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script], env=_env(tmp_path), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: no space left in {out} to write model_0000000.pth: it needs ")
+    ), done.stderr[-3000:]
+    assert "Logging error" not in done.stderr
+    files = done.stdout.split("FILES:")[-1].split()
+    assert not [name for name in files if name.endswith(".pth") or name.startswith(".tmp_")], files
 
 
 @pytest.mark.unit

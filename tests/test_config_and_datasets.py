@@ -8,9 +8,11 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import detnas_d2  # noqa: F401
-from detnas_d2.config import add_detnas_config
+from detnas_d2.config import add_detnas_config, merge_from_list
 from detnas_d2.data import datasets
-from presets import shapes_images
+from detnas_d2.engine import Trainer
+from detnas_d2.search.config import validate_search_config
+from presets import STOCK_CONFIG, STOCK_TINY, shapes_images
 
 
 def test_add_detnas_config_twice_is_harmless():
@@ -89,3 +91,17 @@ def test_missing_imagenet_folder_names_it(tmp_path, monkeypatch):
     cfg.DATASETS.TRAIN = ("imagenet_train",)
     with pytest.raises(FileNotFoundError, match=r"DATASETS.TRAIN names dataset 'imagenet_train'.*imagenet"):
         datasets.register_from_config(cfg)
+
+
+def test_out_of_range_values_name_the_key_and_what_is_allowed(tmp_path, monkeypatch):
+    """An integer for a float key reaches the key's own check; MAX_ITER 0 is named before fvcore's scheduler."""
+    monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "data"))
+    cfg = add_detnas_config(get_cfg())
+    merge_from_list(cfg, ["SEARCH.FLOPS_LIMIT", "-1"])
+    with pytest.raises(ValueError, match=r"cfg.SEARCH.FLOPS_LIMIT = -1.0 is invalid: must be a number >= 0"):
+        validate_search_config(cfg)
+    cfg = add_detnas_config(get_cfg())
+    cfg.merge_from_file(STOCK_CONFIG)
+    merge_from_list(cfg, [*STOCK_TINY, "SOLVER.MAX_ITER", "0", "OUTPUT_DIR", str(tmp_path / "out")])
+    with pytest.raises(ValueError, match="SOLVER.MAX_ITER = 0: a training runs that many iterations; .* >= 1"):
+        Trainer(cfg)

@@ -79,32 +79,38 @@ def test_coco_and_classification_datasets_keep_their_evaluators(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ boxes off the image
-def test_coco_boxes_outside_their_image_are_clipped_or_dropped_with_one_warning(tmp_path, caplog):
+def _coco_with_extra_boxes(tmp_path, name, extra, caplog):
+    """Register a small COCO dataset whose first image has the ``extra`` XYWH boxes too and load it twice:
+    (number of annotations in the file, loaded records, the warnings naming the dataset)."""
     json_file, image_dir = write_coco_dataset(str(tmp_path), num_images=2)
     with open(json_file) as f:
         coco = json.load(f)
-    extra = [
-        [-6, 10, 20, 20],
-        [SIZE - 10, 50, 30, 30],  # partly outside: clipped
-        [SIZE + 5, 0, 10, 10],
-        [-30, -30, 10, 10],
-    ]  # entirely outside: dropped
     for i, box in enumerate(extra):
         coco["annotations"].append(
             {"id": 1000 + i, "image_id": 100, "category_id": 3, "bbox": box, "area": box[2] * box[3], "iscrowd": 0}
         )
     with open(json_file, "w") as f:
         json.dump(coco, f)
-    register_coco("checks_outside", json_file, image_dir)
+    register_coco(name, json_file, image_dir)
     with caplog.at_level(logging.WARNING):
-        dicts = DatasetCatalog.get("checks_outside")
-        DatasetCatalog.get("checks_outside")
-    warnings = [r.getMessage() for r in caplog.records if "checks_outside" in r.getMessage()]
+        dicts = DatasetCatalog.get(name)
+        DatasetCatalog.get(name)
+    return len(coco["annotations"]), dicts, [r.getMessage() for r in caplog.records if name in r.getMessage()]
+
+
+def test_coco_boxes_outside_their_image_are_clipped_or_dropped_with_one_warning(tmp_path, caplog):
+    extra = [
+        [-6, 10, 20, 20],
+        [SIZE - 10, 50, 30, 30],  # partly outside: clipped
+        [SIZE + 5, 0, 10, 10],
+        [-30, -30, 10, 10],
+    ]  # entirely outside: dropped
+    num_annotations, dicts, warnings = _coco_with_extra_boxes(tmp_path, "checks_outside", extra, caplog)
     assert len(warnings) == 1, warnings
     assert "2 boxes extend past their image and were clipped" in warnings[0]
     assert "2 boxes lie entirely outside their image and were dropped" in warnings[0]
     boxes = [a["bbox"] for d in dicts for a in d["annotations"]]
-    assert len(boxes) == len(coco["annotations"]) - 2
+    assert len(boxes) == num_annotations - 2
     assert [0, 10, 14, 20] in boxes and [SIZE - 10, 50, 10, SIZE - 50] in boxes
     assert all(x >= 0 and y >= 0 and x + w <= SIZE and y + h <= SIZE for x, y, w, h in boxes)
 
@@ -180,3 +186,23 @@ def test_width_multiplier_too_small_names_the_smallest_allowed_value():
             "16",
         )
     )
+
+
+def test_coco_boxes_without_area_are_dropped_everywhere_with_one_warning(tmp_path, caplog):
+    """[10, 10, 0, 0] and [30, 30, -10, 5] are neither trained on, counted nor kept as ground truth: a perfect
+    detector scores 100 AP."""
+    extra = [[10, 10, 0, 0], [30, 30, -10, 5]]
+    num_annotations, dicts, warnings = _coco_with_extra_boxes(tmp_path, "checks_empty", extra, caplog)
+    assert len(warnings) == 1, warnings
+    assert "2 boxes have no area (zero or negative width or height) and were dropped" in warnings[0]
+    assert sum(len(d["annotations"]) for d in dicts) == num_annotations - 2
+    evaluator = COCOEvaluator("checks_empty", output_dir=str(tmp_path / "eval"))
+    evaluator.reset()
+    for record in dicts:
+        instances = Instances((record["height"], record["width"]))
+        xyxy = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in record["annotations"])]
+        instances.pred_boxes = Boxes(torch.tensor(xyxy, dtype=torch.float32))
+        instances.scores = torch.ones(len(xyxy))
+        instances.pred_classes = torch.tensor([a["category_id"] for a in record["annotations"]])
+        evaluator.process([{"image_id": record["image_id"]}], [{"instances": instances}])
+    assert evaluator.evaluate()["bbox"]["AP"] == pytest.approx(100.0)

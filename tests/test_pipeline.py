@@ -1,15 +1,19 @@
 """The one-command pipeline: end to end on tiny shapes settings, nothing redone on a rerun, resume after a kill."""
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import torch
 import yaml
 
-from detnas_d2.pipeline import PipelineError, load_pipeline
+from detnas_d2.engine.output_lock import LOCK_FILE
+from detnas_d2.pipeline import STAGE_TIME, Pipeline, PipelineError, load_pipeline
 from presets import REPO, SHAPES
 
 TINY = [
@@ -117,6 +121,17 @@ def run_pipeline(path, env):
     )
 
 
+def start_pipeline(path, env):
+    """The pipeline of ``path`` running in the background, in a process group of its own, output discarded."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "detnas_d2.pipeline", "--config-file", path],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 @pytest.fixture
 def env(tmp_path):
     return {**os.environ, "DETNAS_DATA": str(tmp_path / "data"), "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
@@ -134,7 +149,7 @@ def test_pipeline_end_to_end_then_nothing_redone(tmp_path, env):
     assert "| reference (stock detectron2) |" in report and "Searched / reference AP" in report
     assert "Stage times (wall minutes" in report and "total" in report
     assert (out / "retrain" / "model_final.pth").is_file() and (out / "evaluate" / "final_metrics.json").is_file()
-    mtimes = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file() and p.name != "report.md"}
+    mtimes = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file() and p.name not in ("report.md", LOCK_FILE)}
     second = run_pipeline(path, env)
     assert second.returncode == 0
     assert "starting" not in second.stdout and "resuming" not in second.stdout
@@ -146,13 +161,7 @@ def test_pipeline_end_to_end_then_nothing_redone(tmp_path, env):
 def test_pipeline_killed_mid_stage_resumes_that_stage(tmp_path, env):
     path = write_pipeline(tmp_path, finetune_iters=60)
     finetune = tmp_path / "out" / "finetune"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "detnas_d2.pipeline", "--config-file", path],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_pipeline(path, env)
     deadline = time.time() + 300
     while not (finetune / "last_checkpoint").is_file() and time.time() < deadline:
         time.sleep(0.1)
@@ -175,3 +184,72 @@ def test_bad_pipeline_files_fail_clearly(tmp_path):
     path.write_text(yaml.safe_dump({"stages": {"warmup": {}}}))
     with pytest.raises(PipelineError, match=r"unknown stage\(s\) \['warmup'\]"):
         load_pipeline(str(path))
+
+
+@pytest.mark.unit
+def test_a_stage_is_done_only_when_all_its_outputs_are_readable(tmp_path, monkeypatch):
+    """What a full disk leaves: a truncated model_final.pth, a search with best_arch.json but no best_weights.pth.
+    Both stages run again, and the retrain starts from the search's export, never from other weights."""
+    spec = load_pipeline(write_pipeline(tmp_path))
+    spec["stages"] = {name: spec["stages"][name] for name in ("pretrain", "finetune", "search", "retrain")}
+    out = tmp_path / "out"
+    for name in ("pretrain", "finetune", "search"):
+        (out / name).mkdir(parents=True)
+    torch.save({"model": {}}, out / "pretrain" / "model_final.pth")
+    (out / "finetune" / "model_final.pth").write_bytes(b"PK\x03\x04")  # truncated
+    exported = str(out / "search" / "best_weights.pth")
+    (out / "search" / "best_arch.json").write_text('{"arch": [0, 1], "fitness": 1.0, "costs": {}}')
+    (out / "search" / "best_config.yaml").write_text(yaml.safe_dump({"MODEL": {"WEIGHTS": exported}}))
+    runs = []
+
+    def run_stage(self, name, module, config, opts, extra=()):
+        runs.append((name, dict(zip(opts[::2], opts[1::2])).get("MODEL.WEIGHTS")))
+        path = exported if name == "search" else self._weights(name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.save({"model": {}}, path)
+
+    monkeypatch.setattr(Pipeline, "_run", run_stage)
+    monkeypatch.setattr(Pipeline, "_arch_opts", staticmethod(lambda best: []))
+    Pipeline(spec, str(out), []).run()
+    finetuned = str(out / "finetune" / "model_final.pth")
+    assert runs == [
+        ("finetune", str(out / "pretrain" / "model_final.pth")),
+        ("search", finetuned),
+        ("retrain", exported),
+    ]
+
+
+def test_a_killed_pipeline_ends_its_stage_and_keeps_its_time(tmp_path, env):
+    """kill -9 of the pipeline ends the stage it runs; the killed run's time stays in the report; a second
+    pipeline into the same folder is refused before it runs (or times) anything."""
+    path = write_pipeline(tmp_path, finetune_iters=100000)
+    out, finetune = tmp_path / "out", tmp_path / "out" / "finetune"
+    proc = start_pipeline(path, env)
+    try:
+        deadline = time.time() + 300
+        while not (finetune / "last_checkpoint").is_file() and time.time() < deadline:
+            time.sleep(0.1)
+        second = run_pipeline(path, env)
+        assert second.returncode != 0 and f"{out} is in use by another run: pid {proc.pid}" in second.stderr
+        assert "[pipeline] finetune" not in second.stdout
+        stage = int((finetune / LOCK_FILE).read_text().split()[1])  # "pid P on host H (since T)"
+        os.kill(proc.pid, signal.SIGKILL)  # the pipeline alone, not its process group
+        proc.wait()
+        deadline = time.time() + 120
+        while os.path.exists(f"/proc/{stage}") and "zombie" not in _state(stage) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not os.path.exists(f"/proc/{stage}") or "zombie" in _state(stage), "the stage outlived the pipeline"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert json.loads((finetune / STAGE_TIME).read_text())["runs"][0] > 0
+    report = open(Pipeline(load_pipeline(path), str(out), []).write_report()).read()
+    assert re.search(r"finetune (\d+\.\d+)", report) and float(re.search(r"finetune (\d+\.\d+)", report)[1]) > 0
+
+
+def _state(pid):
+    """The state line of /proc/<pid>/status ("" once the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(line for line in f if line.startswith("State:")).lower()
+    except OSError:
+        return ""

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from detectron2.config import get_cfg
 from detectron2.data import (
@@ -193,11 +194,15 @@ def test_own_coco_dataset_trains_from_command_line_with_held_out_search_split(
 def test_voc_folder_registers_and_evaluates_on_a_held_out_split(tmp_path):
     voc, boxes = write_voc_dataset(str(tmp_path), num_images=5)
     out = str(tmp_path / "out")
+    untrained = str(tmp_path / "untrained.pth")
+    torch.save({"model": {}}, untrained)  # the model keeps its initialisation: this checks the data, not the AP
     results = train_net.cli(
         [
             "--config-file",
             STOCK_CONFIG,
             "--eval-only",
+            "MODEL.WEIGHTS",
+            untrained,
             "--register-voc",
             "own_voc",
             voc,

@@ -19,7 +19,7 @@ import detnas_d2.search.strategies as strategies_module
 from detnas_d2.search.config import add_search_config
 from detnas_d2.search.constraints import CostConstraints, InfeasibleConstraintError, format_cost
 from detnas_d2.search.distributed import run_on_every_rank
-from detnas_d2.search.hooks import PLOT_FILE, SearchHook
+from detnas_d2.search.hooks import PLOT_FILE, SearchEventWriter, SearchHook
 from detnas_d2.search.runner import NoFiniteFitnessError, SearchRunner
 from detnas_d2.search.state import CorruptStateError
 from detnas_d2.search.store import BEST_FILE, LOG_FILE, STATE_FILE, SearchExistsError
@@ -321,7 +321,17 @@ def test_output_files_and_generation_callback(tmp_path):
     entries = log_entries(str(tmp_path))
     assert [e["index"] for e in entries] == list(range(result.n_evaluated))
     for e in entries:
-        assert set(e) == {"arch", "key", "costs", "metrics", "fitness", "eval_time_s", "generation", "index"}
+        assert set(e) == {
+            "arch",
+            "key",
+            "costs",
+            "metrics",
+            "fitness",
+            "eval_time_s",
+            "generation",
+            "index",
+            "settings",
+        }
         assert e["metrics"] == {"bbox/AP": e["fitness"], "bbox/AP50": 2 * e["fitness"]}  # nested metrics flattened
         assert e["key"] == ToySpace().encode(e["arch"]) and e["eval_time_s"] >= 0
 
@@ -488,7 +498,7 @@ def test_unreadable_state_without_a_log_names_the_file(tmp_path):
 def test_log_of_other_settings_does_not_rebuild_the_state_and_nothing_is_written(tmp_path):
     _kill_and_break_state(str(tmp_path), "empty", kill_after=5)
     before = folder_bytes(str(tmp_path))
-    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / LOG_FILE))} does not match this search"):
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / LOG_FILE))} was scored under other settings"):
         make_engine(str(tmp_path), CountingEvaluator(ToySpace()), seed=1).check_start(resume=True)
     assert folder_bytes(str(tmp_path)) == before
 
@@ -508,3 +518,19 @@ def test_slow_random_sampling_logs_its_progress(monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger="detnas_d2.search"):
         make_engine(None, CountingEvaluator(ToySpace()), generations=1).run()
     assert "Seeking random legal candidates: 0 of 10 found in 1 draws" in caplog.text
+
+
+def test_search_metrics_keep_every_generation_when_a_write_was_lost(tmp_path):
+    """A kill (or a full disk) between generation 0's state save and its search_metrics.json row: the resumed
+    search still writes that row."""
+    out = str(tmp_path)
+    with pytest.raises(SimulatedKill):
+        killer = GenerationCallback(_kill_at_generation_end(0))
+        make_engine(out, CountingEvaluator(ToySpace()), hooks=[killer, SearchEventWriter(out)]).run()
+    writer = SearchEventWriter(out)
+    result = make_engine(out, CountingEvaluator(ToySpace()), hooks=[writer]).run(resume=True)
+    writer.close()
+    with open(os.path.join(out, "search_metrics.json")) as f:
+        rows = [json.loads(line) for line in f]
+    assert [row["iteration"] for row in rows] == [0, 1, 2, 3]
+    assert rows[-1]["search/best_so_far"] == result.best.fitness

@@ -27,6 +27,7 @@ from detnas_d2.engine.output_lock import LOCK_FILE, OutputDirLock
 from detnas_d2.parts.model import model_search_space
 from detnas_d2.search.constraints import InfeasibleConstraintError
 from detnas_d2.search.launcher import build_cost_fns
+from detnas_d2.search.preflight import check_output_dir, preflight_search
 from detnas_d2.search.runner import NoFiniteFitnessError
 from detnas_d2.search.store import SearchExistsError
 from presets import REPO, SEARCH_CONFIG, STOCK_CONFIG, SUPERNET_TINY
@@ -109,6 +110,37 @@ def test_refused_runs_leave_a_search_folder_untouched(supernet, finished, tmp_pa
     with pytest.raises(ValueError, match="configuration differs .*SEARCH.SEED: state has 0, current run has 1"):
         search_net.cli(["--resume", *_argv(weights, out, "SEARCH.SEED", "1")])
     assert folder_bytes(out) == before  # config.yaml and the lock file included
+
+
+def test_resume_refuses_another_supernet_or_other_fitness_rules(supernet, finished, tmp_path, monkeypatch):
+    """A supernet retrained into the same MODEL.WEIGHTS file, or other input, test or data settings, would put
+    candidates scored under two rules into one ranking."""
+    data, weights = supernet
+    monkeypatch.setenv("DETNAS_DATA", data)
+    out = _copy(finished, tmp_path)
+    before = folder_bytes(out)
+    same = str(tmp_path / "same.pth")
+    shutil.copy(weights, same)
+    cfg = load_cfg(parse_command_line(build_parser(), ["--resume", *_argv(same, out)]))
+    check_output_dir(preflight_search(cfg), out, resume=True, overwrite=False)  # same content, other path: accepted
+    torch.manual_seed(1)
+    _save_model(same)  # retrained "with another SEED" into the same file
+    changed = [
+        ([], r"MODEL\.WEIGHTS: state has 'sha256:\w+', current run has 'sha256:\w+'"),
+        (["INPUT.MIN_SIZE_TEST", "48"], "INPUT.MIN_SIZE_TEST: state has 64, current run has 48"),
+        (["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.5"], "MODEL.ROI_HEADS.SCORE_THRESH_TEST: state has"),
+        (
+            ["DATASETS.SHAPES.NUM_SEARCH", "6"],
+            "DATASETS.SHAPES.NUM_SEARCH: state has 4, current run has 6.*search dataset",
+        ),
+    ]
+    for overrides, message in changed:
+        with pytest.raises(ValueError, match=f"cannot resume the search in .*configuration differs .*{message}"):
+            search_net.cli(["--resume", *_argv(same if not overrides else weights, out, *overrides)])
+    assert folder_bytes(out) == before  # config.yaml included
+    os.remove(os.path.join(out, "search_state.json"))  # the log alone, without the state naming the settings
+    with pytest.raises(ValueError, match="search_log.jsonl was scored under other settings than this run's: 4 of"):
+        search_net.cli(["--resume", *_argv(same, out)])
 
 
 def test_overwrite_moves_the_old_search_aside(supernet, finished, tmp_path):

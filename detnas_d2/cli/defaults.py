@@ -3,6 +3,9 @@ datasets, and the lock on OUTPUT_DIR."""
 
 import contextlib
 import functools
+import os
+import re
+import sys
 
 import torch.distributed as dist
 from detectron2.config import get_cfg
@@ -14,6 +17,10 @@ from ..config import add_detnas_config, merge_from_file, merge_from_list
 from ..data.datasets import register_from_config
 from ..data.registration import add_command_line_datasets, add_registration_arguments, resolve_search_holdout
 from ..engine.output_lock import OutputDirLock
+from ..utils.io import full_disk_cause
+
+#: files whose presence in a folder means that a training ran there
+TRAINING_FILE = re.compile(r"last_checkpoint|model_(\d+|final)\.pth|metrics\.json")
 
 #: how the trailing overrides and the options may be mixed (shown by ``-h``)
 USAGE_NOTE = (
@@ -97,6 +104,21 @@ def setup_cfg(args):
     return cfg
 
 
+def training_files(output_dir: str) -> list:
+    """The files of ``output_dir`` showing that a training ran there (checkpoints, last_checkpoint, metrics.json)."""
+    names = sorted(os.listdir(output_dir)) if os.path.isdir(output_dir) else []
+    return [name for name in names if TRAINING_FILE.fullmatch(name)]
+
+
+def refuse_other_run(output_dir: str, found: list, holds: str, run: str) -> None:
+    """Fail, naming what ``output_dir`` holds, when it holds the files ``found`` of another kind of run."""
+    if found:
+        raise ValueError(
+            f"OUTPUT_DIR {output_dir} holds {holds} ({', '.join(found)}): {run} there would overwrite its config.yaml "
+            "and mix the files of two runs; choose another OUTPUT_DIR"
+        )
+
+
 def output_lock(args, output_dir: str):
     """The lock of ``output_dir`` for the first machine's launching process (the others hold nothing)."""
     return OutputDirLock(output_dir) if args.machine_rank == 0 else contextlib.nullcontext()
@@ -105,11 +127,17 @@ def output_lock(args, output_dir: str):
 def launch_main(main, args, output_dir: str = ""):
     """Run ``main(args)`` in every process detectron2's ``launch`` starts for ``args``; in a single process,
     call it directly and return its result (``launch`` discards it). With ``output_dir``, the launching process
-    holds that folder's lock for the whole run."""
+    holds that folder's lock for the whole run. A full disk ends the run with one line naming the folder."""
     print("Command Line Args:", args)
     with output_lock(args, output_dir) if output_dir else contextlib.nullcontext():
         if args.num_gpus * args.num_machines == 1:
-            return main(args)
+            try:
+                return main(args)
+            except OSError as err:  # also what a full disk makes of the writes after the first failed one
+                full = full_disk_cause(err)
+                if full is None:
+                    raise
+                sys.exit(f"error: {full}")
         return launch(
             functools.partial(_main_then_leave_together, main),
             args.num_gpus,

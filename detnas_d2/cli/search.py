@@ -12,8 +12,8 @@ Writes search_log.jsonl, search_state.json, best_arch.json, search_progress.png,
 best_weights.pth for one-shot searches) into OUTPUT_DIR; SEARCH.STRATEGY nsga2 adds pareto_front.json/.png, and
 ``--resume --export-rank K`` on a finished nsga2 search exports front member K without evaluating anything.
 Before any file is written, the launching process checks the config, datasets, supernet weights, cost limits and
-the folder: a new search never starts where a search is, and a resume must match it. It then holds the lock of
-OUTPUT_DIR for the whole run.
+the folder: a new search never starts where a search or a training is, and a resume must match it. It then holds the
+lock of OUTPUT_DIR for the whole run.
 """
 
 import argparse
@@ -23,7 +23,16 @@ from detectron2.engine import default_argument_parser
 from ..data.registration import add_registration_arguments
 from ..search.launcher import run_search
 from ..search.preflight import check_output_dir, move_search_aside, preflight_search
-from .defaults import USAGE_NOTE, launch_main, load_cfg, output_lock, parse_command_line, setup_cfg
+from .defaults import (
+    USAGE_NOTE,
+    launch_main,
+    load_cfg,
+    output_lock,
+    parse_command_line,
+    refuse_other_run,
+    setup_cfg,
+    training_files,
+)
 
 
 def main(args):
@@ -109,6 +118,7 @@ def cli(argv=None):
     if args.resume and args.overwrite:
         parser.error("--resume continues the search in OUTPUT_DIR and --overwrite moves it aside: pass one of them")
     cfg = load_cfg(args)
+    refuse_other_run(cfg.OUTPUT_DIR, training_files(cfg.OUTPUT_DIR), "a training", "a search")
     make_engine = preflight_search(cfg)
     check_folder(make_engine, cfg, args)  # a refused run stops here, before the lock file is written
     with output_lock(args, cfg.OUTPUT_DIR):

@@ -101,9 +101,12 @@ def register_coco(name: str, json_file: str, image_dir: str) -> None:
 
 
 def _clip_annotation(annotation: Dict, width: float, height: float) -> str:
-    """Clip the annotation's box to the image in place: "inside", "clipped", or "outside" (no overlap)."""
+    """Clip the annotation's box to the image in place: "inside", "clipped", "outside" (no overlap) or "empty"
+    (zero or negative width or height, e.g. ``[10, 10, 0, 0]`` or ``[30, 30, -10, 5]`` in XYWH)."""
     box = BoxMode.convert(list(annotation["bbox"]), annotation["bbox_mode"], BoxMode.XYXY_ABS)
     x0, y0, x1, y1 = box
+    if x1 <= x0 or y1 <= y0:
+        return "empty"
     if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
         return "outside"
     clipped = [min(max(x0, 0), width), min(max(y0, 0), height), min(max(x1, 0), width), min(max(y1, 0), height)]
@@ -114,8 +117,10 @@ def _clip_annotation(annotation: Dict, width: float, height: float) -> str:
 
 
 def clip_boxes_to_images(dicts: List[Dict], name: str, json_file: str) -> List[Dict]:
-    """Clip boxes partly outside their image to it and drop those entirely outside; warn once per dataset."""
-    counts = {"inside": 0, "clipped": 0, "outside": 0}
+    """Clip boxes partly outside their image to it, drop those entirely outside and those without area; warn once
+    per dataset. When any box changed, the evaluation's ground truth is these records, not ``json_file``, so a
+    dropped box is dropped everywhere (training, instance counts and evaluation)."""
+    counts = {"inside": 0, "clipped": 0, "outside": 0, "empty": 0}
     for record in dicts:
         if "width" not in record or "height" not in record:
             continue
@@ -123,15 +128,20 @@ def clip_boxes_to_images(dicts: List[Dict], name: str, json_file: str) -> List[D
         for annotation in record.get("annotations", []):
             status = _clip_annotation(annotation, record["width"], record["height"])
             counts[status] += 1
-            if status != "outside":
+            if status in ("inside", "clipped"):
                 kept.append(annotation)
         record["annotations"] = kept
-    if (counts["clipped"] or counts["outside"]) and name not in _warned_outside:
-        _warned_outside.add(name)
-        logger.warning(
-            f"dataset '{name}' ({json_file}): {counts['clipped']} boxes extend past their image and were "
-            f"clipped to it; {counts['outside']} boxes lie entirely outside their image and were dropped"
-        )
+    if counts["clipped"] or counts["outside"] or counts["empty"]:
+        meta = MetadataCatalog.get(name)
+        if meta.get("json_file") == json_file:  # COCOEvaluator converts these records instead
+            delattr(meta, "json_file")
+        if name not in _warned_outside:
+            _warned_outside.add(name)
+            logger.warning(
+                f"dataset '{name}' ({json_file}): {counts['clipped']} boxes extend past their image and were "
+                f"clipped to it; {counts['outside']} boxes lie entirely outside their image and were dropped; "
+                f"{counts['empty']} boxes have no area (zero or negative width or height) and were dropped"
+            )
     return dicts
 
 

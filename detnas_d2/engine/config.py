@@ -68,3 +68,14 @@ def check_supernet_eval_config(cfg) -> None:
             f"SUPERNET.EVAL.NUM_PATHS = {num_paths!r}: a supernet is evaluated on that many random "
             "paths; it must be an integer >= 1"
         )
+
+
+def check_solver_config(cfg) -> None:
+    """``SOLVER.MAX_ITER`` (detectron2's key) must be a whole number >= 1 for a training (fvcore's scheduler would
+    only say "Total num_updates must be greater than length of param schedule")."""
+    max_iter = cfg.SOLVER.MAX_ITER
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(
+            f"SOLVER.MAX_ITER = {max_iter!r}: a training runs that many iterations; it must be an integer >= 1 "
+            "(to evaluate weights without training, use --eval-only)"
+        )

@@ -29,7 +29,7 @@ from ..data.resumable_loader import PositionChunks, ResumableTrainLoader, Seeded
 from ..evaluation import ClassificationEvaluator
 from ..modeling.checkpoint import DetNASCheckpointer
 from ..parts.model import model_search_space, searchable_parts
-from .config import check_supernet_eval_config
+from .config import check_solver_config, check_supernet_eval_config
 from .learning_alarm import LearningAlarmHook
 from .lr_scheduler import build_lr_scheduler
 from .path_sampling import PathSamplingHook
@@ -45,6 +45,7 @@ class Trainer(DefaultTrainer):
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         register_from_config(cfg)
+        check_solver_config(cfg)
         check_supernet_eval_config(cfg)
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)

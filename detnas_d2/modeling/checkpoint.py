@@ -9,12 +9,17 @@ architecture are reduced to that architecture's path (:func:`extract_subnet_stat
 including resuming a model's own checkpoints and detectron2 / Caffe2 model-zoo files, loads exactly as with
 ``DetectionCheckpointer``.
 
+Checkpoints are written atomically (a temporary file renamed over the target, ``last_checkpoint`` too): a kill or a
+full disk never leaves a truncated ``model_*.pth``; a full disk stops the run with
+:class:`~detnas_d2.utils.io.DiskFullError`, naming the folder and the bytes needed.
+
 Failures are explicit: an unreadable file (truncated, or not a checkpoint) raises :class:`CheckpointFileError`
 naming it, except that ``--resume`` falls back to the previous readable checkpoint of the folder with a
 warning; backbone tensors whose shapes do not fit the model raise :class:`CheckpointShapeError` instead of
 being skipped (fvcore's behaviour), so a model never silently trains from scratch.
 """
 
+import io
 import os
 import re
 from collections import OrderedDict
@@ -26,6 +31,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from fvcore.common.checkpoint import _strip_prefix_if_present
 from torch import nn
 
+from ..utils.io import atomic_write
 from .classifier import CLASSIFIER_HEAD_PREFIX
 from .detnas_backbone import DetNASBackbone
 from .weight_inheritance import extract_subnet_state_dict
@@ -108,6 +114,12 @@ def map_detnas_weights(state_dict: Mapping[str, Any], model: nn.Module) -> DetNA
     return DetNASWeightMapping(mapped, source, prefix, dropped_head, dropped_candidates)
 
 
+def _final_hint(folder: str) -> str:
+    """ ", e.g. <folder>/model_final.pth" where a training left one there."""
+    final = os.path.join(folder, "model_final.pth")
+    return f", e.g. {final}" if os.path.isfile(final) else ""
+
+
 def _unreadable(path: str, reason: str) -> CheckpointFileError:
     return CheckpointFileError(
         f"cannot read checkpoint {path}: {reason}. The file is truncated (an interrupted download, copy or save) "
@@ -156,7 +168,30 @@ class DetNASCheckpointer(DetectionCheckpointer):
     Checkpoints loaded through detectron2's name-matching heuristics (model-zoo .pkl files) are left to it.
     """
 
+    def save(self, name: str, **kwargs: Any) -> None:
+        """fvcore's ``save`` (model, checkpointables and ``kwargs`` to ``<save_dir>/<name>.pth``, then
+        ``last_checkpoint``), each file written atomically."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict(), **{k: obj.state_dict() for k, obj in self.checkpointables.items()}}
+        buffer = io.BytesIO()
+        torch.save({**data, **kwargs}, buffer)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        atomic_write(save_file, buffer.getbuffer())
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        """Point ``last_checkpoint`` at ``last_filename_basename`` (atomically)."""
+        atomic_write(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+
     def load(self, path, *args, **kwargs):
+        if os.path.isdir(path):
+            raise CheckpointFileError(
+                f"checkpoint {path} is a directory, not a checkpoint file: MODEL.WEIGHTS (or a resumed checkpoint) "
+                f"must name a .pth or .pkl file{_final_hint(path)}"
+            )
         self._loading = path
         try:
             return super().load(path, *args, **kwargs)

@@ -13,13 +13,15 @@ search. Files written by the default hooks (in ``output_dir``):
 """
 
 import datetime
+import json
 import logging
 import os
 from dataclasses import asdict
 from typing import Dict, List, Mapping
 
-from detectron2.utils.events import EventStorage, JSONWriter, TensorboardXWriter
+from detectron2.utils.events import EventStorage, TensorboardXWriter
 
+from ..utils.io import atomic_write
 from .constraints import format_cost
 from .plots import plot_pareto_fronts, plot_search_progress
 from .state import save_json_atomic
@@ -28,6 +30,7 @@ from .store import BEST_FILE
 logger = logging.getLogger("detnas_d2.search")
 
 PLOT_FILE = "search_progress.png"
+METRICS_FILE = "search_metrics.json"
 FRONT_FILE = "pareto_front.json"
 FRONT_PLOT_FILE = "pareto_front.png"
 
@@ -263,25 +266,35 @@ def default_hooks(output_dir: str | None, plot_each_generation: bool = True) -> 
 
 
 class SearchEventWriter(SearchHook):
-    """Per-generation statistics as detectron2 events under ``search/``: TensorBoard scalars and JSON lines
-    (``search_metrics.json``), so ``tensorboard --logdir OUTPUT_DIR`` shows the search beside any training run
-    written there. Generations rebuilt from the log on a resume were reported before and are skipped."""
+    """Per-generation statistics as detectron2 events under ``search/``: JSON lines (``search_metrics.json``,
+    detectron2's JSONWriter format) and TensorBoard scalars, so ``tensorboard --logdir OUTPUT_DIR`` shows the search
+    beside any training run written there. ``search_metrics.json`` is rewritten atomically from the whole history
+    after every generation, so a failed write (a full disk) or a kill loses no row: the next write restores it.
+    Generations rebuilt from the log on a resume were sent to TensorBoard before and are not sent again."""
 
     def __init__(self, output_dir: str):
         os.makedirs(output_dir, exist_ok=True)
-        self.writers = [JSONWriter(os.path.join(output_dir, "search_metrics.json")), TensorboardXWriter(output_dir)]
+        self.metrics_file = os.path.join(output_dir, METRICS_FILE)
+        self.tensorboard = TensorboardXWriter(output_dir)
 
     def after_generation(self, stats: Dict) -> None:
+        atomic_write(self.metrics_file, "".join(json.dumps(row, sort_keys=True) + "\n" for row in self._rows()))
         if self.runner.replaying:
             return
         with EventStorage(start_iter=stats["generation"]) as storage:
-            for name in SCALARS:
-                if stats.get(name) is not None:
-                    storage.put_scalar(f"search/{name}", float(stats[name]), smoothing_hint=False)
-            for writer in self.writers:
-                writer.write()
+            for name, value in self._scalars(stats).items():
+                storage.put_scalar(name, value, smoothing_hint=False)
+            self.tensorboard.write()
+
+    def _rows(self) -> List[Dict]:
+        """One ``{"iteration": generation, "search/<name>": value}`` row per finished generation."""
+        return [{"iteration": stats["generation"], **self._scalars(stats)} for stats in self.runner.history]
+
+    @staticmethod
+    def _scalars(stats: Dict) -> Dict[str, float]:
+        """The :data:`SCALARS` of one generation's statistics that have a value, named ``search/<name>``."""
+        return {f"search/{name}": float(stats[name]) for name in SCALARS if stats.get(name) is not None}
 
     def close(self) -> None:
-        """Close the event files (also when the search failed)."""
-        for writer in self.writers:
-            writer.close()
+        """Close the TensorBoard event file (also when the search failed)."""
+        self.tensorboard.close()

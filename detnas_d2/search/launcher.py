@@ -19,8 +19,10 @@ from .build import build_fitness, build_search_strategy
 from .config import validate_search_config
 from .distributed import broadcast_from_main, run_on_every_rank
 from .export import export_best
+from .fingerprint import fitness_fingerprint
 from .hooks import SearchEventWriter
 from .joint import has_search, phase_one_config, phase_two_config, proxy_only_parts, write_combined_config
+from .one_shot import search_dataset_name
 from .proxy import build_proxy_cost_fns, build_proxy_space, export_proxy_best, proxy_fingerprint
 from .runner import SearchRunner
 from .supernet_weights import load_supernet_weights
@@ -105,12 +107,13 @@ def run_joint_search(cfg, resume: bool = False):
     return {"one_shot": architecture, "proxy": policy}
 
 
-def _runner_factory(cfg, space, fitness, cost_fns, cost_range, eval_batch_size: int, fingerprint_extra=None):
-    """``make_runner(**kwargs)``: a search runner from ``cfg.SEARCH`` (kwargs: e.g. more hooks)."""
+def _runner_factory(cfg, space, fitness, cost_fns, cost_range, eval_batch_size: int, fingerprint_extra):
+    """``make_runner(**kwargs)``: a search runner from ``cfg.SEARCH`` (kwargs: e.g. more hooks) whose fingerprint
+    also holds ``fingerprint_extra``."""
     args = SearchRunner.from_config(
         cfg, space, fitness, cost_fns=cost_fns, cost_range=cost_range, output_dir=cfg.OUTPUT_DIR
     )
-    args["fingerprint_extra"] = {**args["fingerprint_extra"], **(fingerprint_extra or {})}
+    args["fingerprint_extra"] = {**args["fingerprint_extra"], **fingerprint_extra}
     args["eval_batch_size"] = eval_batch_size
 
     def make_runner(**kwargs):
@@ -144,15 +147,17 @@ def one_shot_runner(cfg, model, fitness):
         fitness,
         cost_fns,
         cost_range,
-        cfg.SEARCH.EVAL_BATCH_SIZE * comm.get_world_size(),
-    )  # one candidate per rank and call
+        cfg.SEARCH.EVAL_BATCH_SIZE * comm.get_world_size(),  # one candidate per rank and call
+        fitness_fingerprint(cfg, search_dataset_name(cfg), one_shot=True),
+    )
 
 
 def proxy_runner(cfg, fitness, space=None):
     """``make_runner(**kwargs)`` of a proxy-task search of ``SEARCH.SPACE``."""
     space = build_proxy_space(cfg) if space is None else space
+    fingerprint = {**proxy_fingerprint(cfg), **fitness_fingerprint(cfg, search_dataset_name(cfg), one_shot=False)}
     return _runner_factory(
-        cfg, space, fitness, build_proxy_cost_fns(cfg, space), None, cfg.SEARCH.EVAL_BATCH_SIZE, proxy_fingerprint(cfg)
+        cfg, space, fitness, build_proxy_cost_fns(cfg, space), None, cfg.SEARCH.EVAL_BATCH_SIZE, fingerprint
     )
 
 

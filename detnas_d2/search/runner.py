@@ -16,6 +16,7 @@ search through :func:`~detnas_d2.search.distributed.run_on_every_rank`.
 """
 
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -150,6 +151,8 @@ class SearchRunner:
                 }
             )
         )
+        #: the fingerprint's digest, in every log line: a state rebuilt from the log must have been scored alike
+        self.settings_digest = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()[:16]
         #: the memo: key -> record (generation, index, costs, metrics, fitness) of every evaluated candidate
         self.records: Dict[str, dict] = {}
         #: logged results of a state being rebuilt from the log, consumed in log order, and that log's path
@@ -215,6 +218,11 @@ class SearchRunner:
     def budget(self) -> int:
         """Number of candidate slots of the whole search (evaluations are at most this many)."""
         return self.strategy.population * self.strategy.generations
+
+    @property
+    def history(self) -> List[dict]:
+        """Statistics of every finished generation, oldest first (generations rebuilt from the log included)."""
+        return self._history
 
     @property
     def replaying(self) -> bool:
@@ -368,7 +376,9 @@ class SearchRunner:
         log_lines = []
         for key, arch, raw_metrics in zip(keys, archs, results):
             record = self._record(key, arch, flatten_metrics(raw_metrics), generation)
-            log_lines.append({**record, "arch": arch, "eval_time_s": round(seconds, 6)})
+            log_lines.append(
+                {**record, "arch": arch, "eval_time_s": round(seconds, 6), "settings": self.settings_digest}
+            )
             for hook in self._hooks:
                 hook.after_candidate(record, seconds)
         if self.store is not None:
@@ -504,6 +514,15 @@ class SearchRunner:
             return False
         self._replay, count = logged
         self._replay_source = self.store.path(LOG_FILE)
+        digest = self.settings_digest  # a log of an older version has none: the replay alone checks it
+        other = [entry for entry in self._replay.values() if entry.get("settings", digest) != digest]
+        if other:
+            raise ValueError(
+                f"{self._replay_source} was scored under other settings than this run's: {len(other)} of its "
+                f"candidates (the first: {other[0]['index']}) have the settings digest {other[0]['settings']!r}, "
+                f"this run {digest!r}. {STATE_FILE}, which names the settings, is lost, so it cannot be "
+                f"rebuilt: resume with the settings and MODEL.WEIGHTS the search ran with, or {NEW_SEARCH_HELP}"
+            )
         if not write:
             self._check_replay()
         logger.info(
