@@ -330,22 +330,55 @@ class Pipeline:
             return [f"- slow start: at iteration {alarm['iter']} the {alarm['reason']}; it learned later"]
         return [f"- **WARNING: NOT LEARNING** at iteration {alarm['iter']} (never recovered): {alarm['reason']}"]
 
+    def _iterations(self, name: str) -> int | None:
+        """``SOLVER.MAX_ITER`` of a training stage as it ran (its saved ``config.yaml``), None if it did not."""
+        path = os.path.join(self.stage_dir(name), "config.yaml")
+        if name not in self.stages or not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            return int((yaml.safe_load(f) or {}).get("SOLVER", {}).get("MAX_ITER", 0)) or None
+
     def _comparison(self) -> List[str]:
-        """The searched detector's final AP beside the reference model's, when both ran."""
+        """The searched detector's final AP beside the reference model's, with the detection iterations each
+        received; a ratio only when those are equal."""
         final = self.summary.get("evaluate", {}).get("results", {}).get("bbox", {})
         reference = self.summary.get("reference", {}).get("results", {}).get("bbox", {})
         if "AP" not in final or "AP" not in reference:
             return []
-        ratio = final["AP"] / reference["AP"] if reference["AP"] > 0 else float("nan")
-        return [
-            "| model | bbox AP | AP50 |",
-            "|---|---|---|",
-            f"| searched backbone, retrained (evaluate) | {final['AP']:.2f} | {final.get('AP50', float('nan')):.2f} |",
-            f"| reference (stock detectron2) | {reference['AP']:.2f} | {reference.get('AP50', float('nan')):.2f} |",
-            "",
-            f"Searched / reference AP: {ratio:.2f}.",
+        finetune, retrain, ref_iters = (self._iterations(n) for n in ("finetune", "retrain", "reference"))
+        searched_iters = (finetune or 0) + (retrain or 0)
+        pretrain = self._iterations("pretrain")
+        training = " + ".join(
+            part
+            for part in (
+                f"classification pretraining {pretrain} (supernet)" if pretrain else "",
+                f"supernet fine-tuning {finetune}" if finetune else "",
+                f"retraining {retrain} from the inherited weights" if retrain else "",
+            )
+            if part
+        )
+        nan = float("nan")
+        lines = [
+            "| model | training (iterations) | detection iterations | bbox AP | AP50 |",
+            "|---|---|---|---|---|",
+            f"| searched backbone (evaluate) | {training} | {searched_iters} | {final['AP']:.2f} | "
+            f"{final.get('AP50', nan):.2f} |",
+            f"| reference (stock detectron2) | from scratch | {ref_iters} | {reference['AP']:.2f} | "
+            f"{reference.get('AP50', nan):.2f} |",
             "",
         ]
+        if searched_iters == ref_iters and reference["AP"] > 0:
+            lines.append(
+                f"Searched / reference AP at equal detection iterations ({ref_iters} each): "
+                f"{final['AP'] / reference['AP']:.2f}, one run each (single runs on the shapes data differ by "
+                "several AP between seeds: README 'Ground truth')."
+            )
+        else:
+            lines.append(
+                f"Unequal detection iterations ({searched_iters} vs {ref_iters}): no ratio; train the reference for "
+                f"{searched_iters} iterations to compare."
+            )
+        return lines + [""]
 
     def _stage_numbers(self, name: str, info: Dict) -> List[str]:
         if name == "search":

@@ -54,3 +54,20 @@ def test_flops_binned_draws_every_bin_where_uniform_misses_the_extremes():
     assert all(count >= 6 for count in counts), counts  # about 15 each
     uniform_counts = _bin_counts(uniform, low, high, 4)
     assert uniform_counts[0] + uniform_counts[3] < 6, uniform_counts  # the sum over 20 blocks sits in the middle
+
+
+def test_fair_runs_every_candidate_of_every_position_once_per_block_and_resumes_mid_block():
+    hook = _hook("SUPERNET.SAMPLER", "fair")
+    rng = random.Random(0)
+    paths = [hook.draw(rng) for _ in range(8)]
+    for block in (paths[:4], paths[4:]):
+        assert all(sorted(arch[pos] for arch in block) == [0, 1, 2, 3] for pos in range(20))
+    assert paths[:4] != paths[4:]
+    # a checkpoint taken after 2 steps continues the block exactly
+    hook.rng = random.Random(0)
+    hook.draw = PATH_SAMPLER_REGISTRY.get("fair")(None, hook)
+    first = [hook.draw(hook.rng) for _ in range(2)]
+    state = hook.state_dict()
+    resumed = _hook("SUPERNET.SAMPLER", "fair")
+    resumed.load_state_dict(state)
+    assert first + [resumed.draw(resumed.rng) for _ in range(6)] == paths

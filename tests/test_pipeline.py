@@ -102,7 +102,7 @@ def write_pipeline(tmp_path, finetune_iters=4):
             "evaluate": {},
             "reference": {
                 "config": os.path.join(SHAPES, "faster_rcnn_R18_FPN.yaml"),
-                "opts": TINY[2:] + DETECTION + ["SOLVER.MAX_ITER", 2],
+                "opts": TINY[2:] + DETECTION + ["SOLVER.MAX_ITER", finetune_iters + 2],  # fine-tune + retrain
             },
         },
     }
@@ -146,7 +146,8 @@ def test_pipeline_end_to_end_then_nothing_redone(tmp_path, env):
     for stage in ("pretrain", "finetune", "search", "retrain", "evaluate", "reference"):
         assert f"## {stage}" in report
     assert "best architecture" in report and "bbox: AP" in report
-    assert "| reference (stock detectron2) |" in report and "Searched / reference AP" in report
+    assert "| reference (stock detectron2) | from scratch | 6 |" in report
+    assert "Searched / reference AP at equal detection iterations (6 each)" in report
     assert "Stage times (wall minutes" in report and "total" in report
     assert (out / "retrain" / "model_final.pth").is_file() and (out / "evaluate" / "final_metrics.json").is_file()
     mtimes = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file() and p.name not in ("report.md", LOCK_FILE)}
@@ -253,3 +254,22 @@ def _state(pid):
             return next(line for line in f if line.startswith("State:")).lower()
     except OSError:
         return ""
+
+
+def test_the_report_gives_no_ratio_at_unequal_detection_iterations(tmp_path):
+    stages = {
+        name: {"config": "x", "opts": []} for name in ("pretrain", "finetune", "retrain", "evaluate", "reference")
+    }
+    pipeline = Pipeline({"stages": stages}, str(tmp_path), [])
+    for name, iters in (("pretrain", 600), ("finetune", 300), ("retrain", 300), ("reference", 300)):
+        os.makedirs(pipeline.stage_dir(name))
+        yaml.safe_dump(
+            {"SOLVER": {"MAX_ITER": iters}}, open(os.path.join(pipeline.stage_dir(name), "config.yaml"), "w")
+        )
+    pipeline.summary = {
+        "evaluate": {"results": {"bbox": {"AP": 19.5}}},
+        "reference": {"results": {"bbox": {"AP": 8.1}}},
+    }
+    report = open(pipeline.write_report()).read()
+    assert "| 600 | 19.50 |" in report and "| from scratch | 300 | 8.10 |" in report
+    assert "Unequal detection iterations (600 vs 300): no ratio" in report and "Searched / reference" not in report

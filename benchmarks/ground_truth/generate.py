@@ -70,10 +70,14 @@ def main() -> None:
                 for row in table["rows"]:
                     if row["arch"] == archs[i]["arch"]:
                         row["ap"].pop(str(seed), None)
-    start = time.time()
+    trained, seconds = 0, 0.0
     for n, (i, seed) in enumerate(jobs):
         arch = archs[i]["arch"]
+        start = time.time()
+        fresh = not os.path.isfile(os.path.join(run_dir(arch, seed), "ap.json"))
         ap = train(arch, seed, threads=args.threads)
+        if fresh:
+            trained, seconds = trained + 1, seconds + time.time() - start
         with locked_table() as table:
             row = next((r for r in table["rows"] if r["arch"] == arch), None)
             if row is None:
@@ -81,11 +85,9 @@ def main() -> None:
                 table["rows"].append(row)
             row["ap"][str(seed)] = ap
             table["rows"].sort(key=lambda r: [a["arch"] for a in archs].index(r["arch"]))
-        elapsed = time.time() - start
-        eta = elapsed / (n + 1) * (len(jobs) - n - 1)
-        print(
-            f"[ground truth] row {i} seed {seed}: AP {ap:.2f} ({n + 1}/{len(jobs)}, ETA {eta / 60:.0f} min)", flush=True
-        )
+        left = len(jobs) - n - 1
+        eta = f", ETA {seconds / trained * left / 60:.0f} min" if trained and left else ""
+        print(f"[ground truth] row {i} seed {seed}: AP {ap:.2f} ({n + 1}/{len(jobs)}{eta})", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ def add_supernet_config(cfg: CN) -> CN:
     declare(cfg, "SUPERNET", CN())
     node = cfg.SUPERNET
     declare(node, "SEED", 0)  # seed of the path generator (independent of SEED, which drives data and init)
-    # path sampler (engine/path_sampling.py's registry): "uniform" per block, or "flops_binned" (the DetNAS ImageNet
-    # sampler of megvii-model/DetNAS: a uniform FLOPs bin, then a path inside it)
+    # path sampler (engine/path_sampling.py's registry): "uniform" per block, "flops_binned" (the DetNAS ImageNet
+    # sampler of megvii-model/DetNAS: a uniform FLOPs bin, then a path inside it), or "fair" (FairNAS: every
+    # candidate of every position once in each block of 4 consecutive steps)
     declare(node, "SAMPLER", "uniform")
     declare(node, "FLOPS_BINS", CN())
     declare(node.FLOPS_BINS, "RANGE", (290e6, 360e6))  # FLOPs range split into bins (multiply-adds at 224)

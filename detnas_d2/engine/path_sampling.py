@@ -1,9 +1,9 @@
 """Single-path one-shot training: a hook that selects one path of the supernet before every step.
 
-Rank 0 draws the path (uniform per block, or FLOPs-binned as the DetNAS ImageNet sampler did) from its own
-seeded generator and broadcasts it, so every rank trains the same path (required anyway by SyncBN inside the
-sampled ops). The generator's state is part of detectron2 checkpoints: ``--resume`` continues the same path
-sequence.
+Rank 0 draws the path (uniform per block, FLOPs-binned as the DetNAS ImageNet sampler did, or fair: each
+candidate once per block of steps) from its own seeded generator and broadcasts it, so every rank trains the same
+path (required anyway by SyncBN inside the sampled ops). The generator's state (and a sampler's own, where it has
+one) is part of detectron2 checkpoints: ``--resume`` continues the same path sequence.
 """
 
 import json
@@ -19,6 +19,7 @@ from detectron2.utils.registry import Registry
 
 from ..parts import get_part, part_archs
 from ..parts.model import model_search_space, searchable_parts, set_model_arch
+from ..space.backbone import NUM_CHOICES
 from ..space.base import SearchSpace
 from ..utils.io import atomic_write
 
@@ -73,6 +74,29 @@ class FlopsBinnedSampler:
         return self.space.sample(rng)
 
 
+class FairSampler:
+    """FairNAS's strict fairness (Chu et al., ICCV 2021) spread over consecutive steps: in every block of
+    ``num_choices`` steps each position runs each of its candidates exactly once (an independent random
+    permutation per position). FairNAS accumulates the block's gradients into one update; here each step updates,
+    so the cost per step stays that of one path. The unfinished block is part of the checkpointed state."""
+
+    def __init__(self, num_blocks: int, num_choices: int):
+        self.num_blocks, self.num_choices = num_blocks, num_choices
+        self.pending: list = []
+
+    def __call__(self, rng: random.Random):
+        if not self.pending:
+            perms = [rng.sample(range(self.num_choices), self.num_choices) for _ in range(self.num_blocks)]
+            self.pending = [[perm[step] for perm in perms] for step in range(self.num_choices)]
+        return self.pending.pop(0)
+
+    def state_dict(self):
+        return {"pending": [list(arch) for arch in self.pending]}
+
+    def load_state_dict(self, state_dict):
+        self.pending = [list(arch) for arch in state_dict["pending"]]
+
+
 class PathSamplingHook(HookBase):
     """Before every step, set one path on all one-shot parts of the model, identical on every rank."""
 
@@ -122,10 +146,15 @@ class PathSamplingHook(HookBase):
                 f.write(json.dumps({"iter": self.trainer.iter, "arch": self.current}) + "\n")
 
     def state_dict(self):
-        return {"rng": self.rng.getstate()}
+        state = {"rng": self.rng.getstate()}
+        if hasattr(self.draw, "state_dict"):  # a sampler that remembers draws between steps
+            state["sampler"] = self.draw.state_dict()
+        return state
 
     def load_state_dict(self, state_dict):
         self.rng.setstate(state_dict["rng"])
+        if hasattr(self.draw, "load_state_dict") and "sampler" in state_dict:
+            self.draw.load_state_dict(state_dict["sampler"])
         logging.getLogger(__name__).info("Path sampler state restored: the path sequence continues where it stopped")
 
 
@@ -149,3 +178,11 @@ def flops_binned(cfg, hook: PathSamplingHook) -> Callable:
         bins.NUM_BINS,
         bins.MAX_TRIES,
     )
+
+
+@PATH_SAMPLER_REGISTRY.register()
+def fair(cfg, hook: PathSamplingHook) -> Callable:
+    """Every candidate of every position exactly once per block of consecutive steps (:class:`FairSampler`)."""
+    if set(hook.parts) != {"backbone"}:
+        raise ValueError("SUPERNET.SAMPLER 'fair' needs a model whose only one-shot part is the DetNAS backbone")
+    return FairSampler(hook.space.num_blocks, NUM_CHOICES)
