@@ -367,7 +367,11 @@ class Pipeline:
             f"{reference.get('AP50', nan):.2f} |",
             "",
         ]
-        if searched_iters == ref_iters and reference["AP"] > 0:
+        if searched_iters == ref_iters and reference["AP"] <= 0:
+            lines.append(
+                f"Searched vs reference at equal detection iterations ({ref_iters} each): the reference's AP is 0."
+            )
+        elif searched_iters == ref_iters:
             lines.append(
                 f"Searched / reference AP at equal detection iterations ({ref_iters} each): "
                 f"{final['AP'] / reference['AP']:.2f}, one run each (single runs on the shapes data differ by "

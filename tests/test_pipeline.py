@@ -61,6 +61,10 @@ DETECTION = [
     2,
     "SOLVER.STEPS",
     "()",
+    # a few iterations leave every score near the prior: keep them all, so the search has a finite fitness on any
+    # CPU (at 0.05 the tiny supernet detected nothing on some machines and the search stage stopped)
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    0.0,
 ]
 
 
@@ -147,7 +151,7 @@ def test_pipeline_end_to_end_then_nothing_redone(tmp_path, env):
         assert f"## {stage}" in report
     assert "best architecture" in report and "bbox: AP" in report
     assert "| reference (stock detectron2) | from scratch | 6 |" in report
-    assert "Searched / reference AP at equal detection iterations (6 each)" in report
+    assert "at equal detection iterations (6 each)" in report  # a ratio, or "the reference's AP is 0"
     assert "Stage times (wall minutes" in report and "total" in report
     assert (out / "retrain" / "model_final.pth").is_file() and (out / "evaluate" / "final_metrics.json").is_file()
     mtimes = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file() and p.name not in ("report.md", LOCK_FILE)}
