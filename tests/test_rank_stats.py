@@ -9,6 +9,7 @@ from detnas_d2.search.rank_stats import (
     average_ranks,
     bootstrap_interval,
     kendall_tau,
+    seed_paired_noise,
     signal_to_noise,
     spearman_rho,
     top_k_overlap,
@@ -63,3 +64,15 @@ def test_signal_to_noise():
     assert signal_to_noise([[9, 10, 11], [13, 14, 15]]) == pytest.approx(math.sqrt(8))
     with pytest.raises(ValueError, match="signal-to-noise"):
         signal_to_noise([[1.0], [2.0]])
+
+
+def test_seed_paired_noise_removes_a_seed_effect_shared_by_all_architectures():
+    # seed 1 is 6 AP worse for every architecture: large per-architecture spread, no residual at all
+    shared = [{"0": 30.0, "1": 24.0}, {"0": 26.0, "1": 20.0}, {"0": 20.0, "1": 14.0}]
+    assert seed_paired_noise(shared) == pytest.approx(0.0)
+    assert signal_to_noise([list(r.values()) for r in shared]) < 2  # unpaired, the seed effect counts as noise
+    # an interaction: architecture 0 swaps its seeds' luck (residuals +-1 around the additive fit)
+    swapped = [{"0": 29.0, "1": 25.0}, {"0": 27.0, "1": 19.0}, {"0": 21.0, "1": 13.0}]
+    assert seed_paired_noise(swapped) > 0.5
+    with pytest.raises(ValueError, match="seed-paired"):
+        seed_paired_noise([{"0": 1.0}])

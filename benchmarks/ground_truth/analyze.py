@@ -3,7 +3,8 @@ alone rank its architectures, and searched vs random winners.
 
     python benchmarks/ground_truth/analyze.py [--plot docs/ground_truth.png] [--scores FILE]
 
-Reads ``shapes_det.json`` (required; rows with fewer than two seeds are left out of the noise estimate),
+Reads ``shapes_det.json`` (required; rows with fewer than two seeds are left out of the noise estimate; the
+seed-paired noise, the residual of an architecture x seed additive model, uses the rows with every seed),
 ``supernet_scores.json`` and ``search_vs_random.json`` (each when present). Rank statistics are against the
 per-architecture mean AP: Kendall's tau, sparse tau (pairs whose means differ by less than the mean seed std
 count as ties, Yu et al. ICLR 2020), Spearman's rho and the top-5 overlap, each with a 90 % percentile-bootstrap
@@ -19,6 +20,7 @@ from statistics import mean, stdev
 from detnas_d2.search.rank_stats import (
     bootstrap_interval,
     kendall_tau,
+    seed_paired_noise,
     signal_to_noise,
     spearman_rho,
     top_k_overlap,
@@ -78,6 +80,14 @@ def main() -> None:
         f"  signal-to-noise {signal_to_noise(runs):.2f} = std of architecture means {stdev(means):.2f} / "
         f"mean seed std {noise:.2f}"
     )
+    full = [r["ap"] for r in rows if len(r["ap"]) == max(map(len, runs))]
+    if len(full) >= 2:
+        paired = seed_paired_noise(full)
+        full_means = [mean(r.values()) for r in full]
+        print(
+            f"  seed-paired: residual noise {paired:.2f} once each seed's shared effect is removed "
+            f"({len(full)} complete rows); std of their means / it = {stdev(full_means) / paired:.2f}"
+        )
     band = [i for i, r in enumerate(rows) if r.get("group") == "band"]
     flops = [r["flops"] for r in rows]
     print("ranking against the architectures' mean AP (90 % bootstrap intervals):")

@@ -105,3 +105,23 @@ def signal_to_noise(runs: Sequence[Sequence[float]]) -> float:
     if len(means) < 2 or not noise:
         raise ValueError("the signal-to-noise ratio needs >= 2 architectures and one with >= 2 seeds")
     return stdev(means) / mean(noise) if mean(noise) else float("inf")
+
+
+def seed_paired_noise(runs: Sequence[dict]) -> float:
+    """The run-to-run noise left once each seed's shared effect is removed: the residual std of a two-way
+    (architecture x seed) additive model, over the architectures that ran every seed of the first one's seeds.
+
+    When every architecture is trained with the same seeds (the same initial RNG streams and data order), a lucky
+    seed lifts all architectures alike: it moves every mean by the same amount and cannot change their order. This
+    residual is the noise that can."""
+    seeds = sorted(runs[0]) if runs else []
+    rows = [[r[s] for s in seeds] for r in runs if all(s in r for s in seeds)]
+    if len(rows) < 2 or len(seeds) < 2:
+        raise ValueError("the seed-paired noise needs >= 2 architectures that ran the same >= 2 seeds")
+    grand = mean(v for row in rows for v in row)
+    arch_means = [mean(row) for row in rows]
+    seed_means = [mean(row[j] for row in rows) for j in range(len(seeds))]
+    residual = sum(
+        (row[j] - arch_means[i] - seed_means[j] + grand) ** 2 for i, row in enumerate(rows) for j in range(len(seeds))
+    )
+    return math.sqrt(residual / ((len(rows) - 1) * (len(seeds) - 1)))
