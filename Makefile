@@ -20,7 +20,7 @@ format: env
 test: lint
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
 
-# the unit tier only: under a minute (tiers: tests/conftest.py)
+# the unit tier only: 1-2 minutes (tiers: tests/conftest.py)
 test-unit: env
 	$(PY) -m pytest tests -q -m unit $(PYTEST_ARGS)
 
