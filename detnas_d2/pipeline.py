@@ -332,11 +332,10 @@ class Pipeline:
 
     def _iterations(self, name: str) -> int | None:
         """``SOLVER.MAX_ITER`` of a training stage as it ran (its saved ``config.yaml``), None if it did not."""
-        path = os.path.join(self.stage_dir(name), "config.yaml")
-        if name not in self.stages or not os.path.isfile(path):
+        config = _read_yaml(os.path.join(self.stage_dir(name), "config.yaml")) if name in self.stages else None
+        if not isinstance(config, dict):
             return None
-        with open(path) as f:
-            return int((yaml.safe_load(f) or {}).get("SOLVER", {}).get("MAX_ITER", 0)) or None
+        return int(config.get("SOLVER", {}).get("MAX_ITER", 0)) or None
 
     def _comparison(self) -> List[str]:
         """The searched detector's final AP beside the reference model's, with the detection iterations each

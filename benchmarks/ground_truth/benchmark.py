@@ -128,6 +128,11 @@ def row_of(table: Dict, arch: Sequence[int]) -> Dict | None:
     return next((r for r in table["rows"] if r["arch"] == list(arch)), None)
 
 
+def run_env() -> Dict[str, str]:
+    """The environment of a child run: this checkout's ``detnas_d2`` first on its path."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
+
+
 def run_dir(arch: Sequence[int], seed: int) -> str:
     return os.path.join(WORK_DIR, arch_string(arch).replace("-", ""), f"seed{seed}")
 
@@ -160,8 +165,7 @@ def train(arch: Sequence[int], seed: int, threads: int = 1) -> float:
         ]
         if os.path.isfile(os.path.join(out, "last_checkpoint")):
             cmd.append("--resume")
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+        env = dict(run_env(), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "train.log"), "a") as log:
             subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import yaml
-from benchmark import HERE, ROOT, WORK_DIR
+from benchmark import HERE, ROOT, WORK_DIR, run_env
 
 
 def main() -> None:
@@ -39,8 +39,7 @@ def main() -> None:
     pipeline = os.path.join(out, "pipeline.yaml")
     with open(pipeline, "w") as f:
         yaml.safe_dump({"output_dir": out, "stages": stages}, f)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-    run = lambda cmd: subprocess.run([sys.executable, *cmd], check=True, cwd=ROOT, env=env)  # noqa: E731
+    run = lambda cmd: subprocess.run([sys.executable, *cmd], check=True, cwd=ROOT, env=run_env())  # noqa: E731
     run(["-m", "detnas_d2.pipeline", "--config-file", pipeline])
     scores = os.path.join(HERE, f"supernet_scores_{args.name}.json")
     note = (

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-from benchmark import HERE, ROOT, SEEDS, WORK_DIR, read_table, row_of, train
+from benchmark import HERE, ROOT, SEEDS, WORK_DIR, read_table, row_of, run_env, train
 
 OUT = os.path.join(HERE, "search_vs_random.json")
 
@@ -42,8 +42,7 @@ def search(method: str, seed: int, supernet: str, config: str, opts) -> dict:
         ]
         if os.path.isdir(out):
             cmd.append("--resume")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-        subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+        subprocess.run(cmd, check=True, cwd=ROOT, env=run_env())
     with open(os.path.join(out, "best_arch.json")) as f:
         return json.load(f)
 
