@@ -16,13 +16,13 @@ format: env
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-# lint, then every test (both tiers)
+# lint, then every test (both tiers) in two worker processes, one per core; a test file runs whole in one worker
 test: lint
-	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
-# the unit tier only: 1-2 minutes (tiers: tests/conftest.py)
+# the unit tier only, in two workers (tiers: tests/conftest.py)
 test-unit: env
-	$(PY) -m pytest tests -q -m unit $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -n 2 --dist loadfile -m unit $(PYTEST_ARGS)
 
 # pretrain supernet -> fine-tune on detection -> search -> export -> retrain -> evaluate (embedded shapes, CPU)
 demo: env

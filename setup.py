@@ -18,6 +18,8 @@ setup(
             "detnas-train = detnas_d2.cli.train:run",
             "detnas-search = detnas_d2.cli.search:run",
             "detnas-pipeline = detnas_d2.pipeline:main",
+            "detnas-lazy-train = detnas_d2.cli.lazy_train:run",
+            "detnas-export = detnas_d2.cli.export:run",
         ]
     },
 )

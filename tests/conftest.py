@@ -23,8 +23,10 @@ TIERS = ("unit", "e2e")
 E2E_MODULES = {
     "test_autoaugment_train.py",
     "test_cli_safety.py",
+    "test_export.py",
     "test_gpu_benchmark.py",
     "test_joint_search.py",
+    "test_lazy_config.py",
     "test_nasfpn_search.py",
     "test_pipeline.py",
     "test_resume.py",

@@ -27,6 +27,17 @@ TINY_BN_RECALIB = [
     "SUPERNET.EVAL.BN_RECALIB.BATCH_SIZE",
     "4",
 ]
+#: latency timed once, without warm-up, on 32x32 inputs and the process CPU clock
+TINY_LATENCY = [
+    "SEARCH.LATENCY.INPUT_SIZE",
+    "(32, 32)",
+    "SEARCH.LATENCY.WARMUP",
+    "0",
+    "SEARCH.LATENCY.RUNS",
+    "1",
+    "SEARCH.LATENCY.CLOCK",
+    "cpu",
+]
 #: the evolution of a tiny search: 2 generations of 4 candidates
 TINY_EVOLUTION = [
     "SEARCH.POPULATION",
@@ -118,3 +129,40 @@ SUPERNET_TINY = [
 ]
 #: a tiny search of the SUPERNET_TINY supernet under a 30M FLOPs backbone limit
 SEARCH_TINY = [*TINY_EVOLUTION, "SEARCH.FLOPS_LIMIT", "30e6"]
+
+
+# ------------------------------------------------------------------------------------------------ LazyConfig presets
+LAZY = os.path.join(REPO, "configs", "lazy")
+#: the shapes Faster R-CNN FPN / supernet LazyConfigs (key=value overrides) shrunk like SUPERNET_TINY: 12 training
+#: images of 64 px, quarter-width backbone, 16-channel FPN, batches of 2 in the main process, 4 iterations
+LAZY_SHAPES_TINY = [
+    "shapes.num_train=12",
+    "shapes.num_search=4",
+    "shapes.num_val=4",
+    "shapes.image_size=64",
+    "dataloader.train.total_batch_size=2",
+    "dataloader.train.num_workers=0",
+    "dataloader.test.num_workers=0",
+    "dataloader.train.mapper.augmentations.0.short_edge_length=[64]",
+    "dataloader.train.mapper.augmentations.0.max_size=64",
+    "dataloader.test.mapper.augmentations.0.short_edge_length=64",
+    "dataloader.test.mapper.augmentations.0.max_size=64",
+    "model.backbone.bottom_up.width_mult=0.25",
+    "model.backbone.out_channels=16",
+    "model.proposal_generator.head.in_channels=16",
+    "model.proposal_generator.anchor_generator.sizes=[[8],[16],[32],[48],[64]]",
+    "model.roi_heads.box_head.input_shape.channels=16",
+    "model.roi_heads.box_head.fc_dims=[32,32]",
+    "model.roi_heads.box_predictor.input_shape.channels=32",
+    "train.max_iter=4",
+    "train.checkpointer.period=2",
+    "train.eval_period=0",
+    "lr_multiplier.warmup_length=0",
+    "lr_multiplier.scheduler.milestones=[3]",
+]
+#: evaluate a supernet on one path, BN recalibrated on one batch of 2 images
+LAZY_SUPERNET_EVAL_TINY = [
+    "supernet.eval.num_paths=1",
+    "supernet.eval.bn_recalib.num_batches=1",
+    "supernet.eval.bn_recalib.batch_size=2",
+]

@@ -18,6 +18,7 @@ from detectron2.structures import Boxes, Instances
 import detnas_d2  # noqa: F401
 from detnas_d2.config import add_detnas_config
 from detnas_d2.data.autoaugment import build_op
+from detnas_d2.data.datasets import register_from_config
 from detnas_d2.data.registration import register_coco, register_voc
 from detnas_d2.engine import Trainer
 from detnas_d2.evaluation import ClassificationEvaluator
@@ -72,8 +73,10 @@ def test_voc_datasets_are_scored_with_the_voc_metric_of_their_year(tmp_path):
     assert not Trainer.build_evaluator(cfg, "checks_voc2012")._is_2007
 
 
-def test_coco_and_classification_datasets_keep_their_evaluators(tmp_path):
+def test_coco_and_classification_datasets_keep_their_evaluators(tmp_path, monkeypatch):
+    monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "data"))
     cfg = _cfg("faster_rcnn_R18_FPN.yaml", "OUTPUT_DIR", str(tmp_path))
+    register_from_config(cfg)  # this test may run first in its process (pytest -n)
     assert isinstance(Trainer.build_evaluator(cfg, "shapes_val"), COCOEvaluator)
     assert isinstance(Trainer.build_evaluator(cfg, "shapes_cls_val"), ClassificationEvaluator)
 

@@ -18,7 +18,7 @@ from detnas_d2.search.config import validate_search_config
 from detnas_d2.search.launcher import build_cost_fns
 from detnas_d2.search.proxy import build_proxy_cost_fns
 from detnas_d2.space.backbone import BackboneSearchSpace, smallest_width_mult, space_layout
-from presets import SEARCH_CONFIG, SUPERNET_TINY
+from presets import SEARCH_CONFIG, SUPERNET_TINY, TINY_LATENCY
 
 LAYOUT = space_layout("small").scaled(smallest_width_mult(space_layout("small")))
 
@@ -110,16 +110,7 @@ def _cfg(tmp_path, *extra):
     return cfg
 
 
-LATENCY = [
-    "SEARCH.LATENCY.INPUT_SIZE",
-    "(32, 32)",
-    "SEARCH.LATENCY.WARMUP",
-    "0",
-    "SEARCH.LATENCY.RUNS",
-    "1",
-    "SEARCH.LATENCY.CLOCK",
-    "cpu",
-]
+LATENCY = TINY_LATENCY
 
 
 @pytest.mark.parametrize("mode", ["measure", "lut"])

@@ -65,7 +65,7 @@ def test_fair_runs_every_candidate_of_every_position_once_per_block_and_resumes_
     assert paths[:4] != paths[4:]
     # a checkpoint taken after 2 steps continues the block exactly
     hook.rng = random.Random(0)
-    hook.draw = PATH_SAMPLER_REGISTRY.get("fair")(None, hook)
+    hook.draw = PATH_SAMPLER_REGISTRY.get("fair")(hook)
     first = [hook.draw(hook.rng) for _ in range(2)]
     state = hook.state_dict()
     resumed = _hook("SUPERNET.SAMPLER", "fair")

@@ -47,8 +47,8 @@ def _light_environment(cache_root):
 
 
 def measured_commands():
-    """The commands of the README's *Measured* table, each as it runs with ``--help`` (scripts) or as written
-    (``python -X/-c``); ``make`` targets (the suite and the demos themselves) are left out."""
+    """The commands of the README's *Measured* table, each as it runs with ``--help`` (scripts, ``-m`` modules) or as
+    written (``python -X/-c``); ``make`` targets (the suite and the demos themselves) are left out."""
     with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
         section = f.read().split("\n## Measured\n", 1)[1].split("\n## ", 1)[0]
     commands = []
@@ -61,6 +61,8 @@ def measured_commands():
                 continue
             if words[0] == "python" and words[1] in ("-X", "-c"):
                 commands.append(words)
+            elif words[0] == "python" and words[1] == "-m":
+                commands.append(["python", "-m", words[2], "--help"])
             elif words[0] == "python" or words[0].endswith(".py"):
                 script = words[1] if words[0] == "python" else words[0]
                 commands.append(["python", script, "--help"])

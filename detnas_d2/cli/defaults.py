@@ -55,26 +55,27 @@ def _num_values(parser, token: str) -> int:
     parser.error(f"option {token} takes a variable number of values: put it before the KEY VALUE overrides")
 
 
-def split_overrides(parser, opts):
-    """``(options, overrides)``: the options standing in KEY positions of ``opts`` and the KEY VALUE pairs."""
+def split_overrides(parser, opts, tokens_per_override: int = 2):
+    """``(options, overrides)``: the options standing in KEY positions of ``opts`` and the overrides (yacs: KEY VALUE
+    pairs; LazyConfig, ``tokens_per_override=1``: ``key=value``)."""
     options, overrides, i = [], [], 0
     while i < len(opts):
         if opts[i].startswith("-"):
             n = 1 + _num_values(parser, opts[i])
             options += opts[i : i + n]
         else:
-            n = 2
+            n = tokens_per_override
             overrides += opts[i : i + n]
         i += n
-    if len(overrides) % 2:
+    if len(overrides) % tokens_per_override:
         parser.error(f"the override {overrides[-1]!r} has no value: overrides are KEY VALUE pairs")
     return options, overrides
 
 
-def parse_command_line(parser, argv=None):
-    """``parser.parse_args(argv)``, also accepting options after or between the trailing KEY VALUE overrides."""
+def parse_command_line(parser, argv=None, tokens_per_override: int = 2):
+    """``parser.parse_args(argv)``, also accepting options after or between the trailing overrides."""
     args = parser.parse_args(argv)
-    options, overrides = split_overrides(parser, args.opts or [])
+    options, overrides = split_overrides(parser, args.opts or [], tokens_per_override)
     if options:
         args = parser.parse_args(options, namespace=args)
     args.opts = overrides
@@ -116,6 +117,18 @@ def refuse_other_run(output_dir: str, found: list, holds: str, run: str) -> None
         raise ValueError(
             f"OUTPUT_DIR {output_dir} holds {holds} ({', '.join(found)}): {run} there would overwrite its config.yaml "
             "and mix the files of two runs; choose another OUTPUT_DIR"
+        )
+
+
+def check_eval_weights(args, weights: str, output_dir: str, key: str = "MODEL.WEIGHTS", folder: str = "OUTPUT_DIR"):
+    """``--eval-only`` evaluates trained weights: ``weights`` (config key ``key``), or with ``--resume`` the last
+    checkpoint of ``output_dir`` (config key ``folder``)."""
+    resumable = args.resume and os.path.isfile(os.path.join(output_dir, "last_checkpoint"))
+    if args.eval_only and not weights and not resumable:
+        raise ValueError(
+            f"{key} is empty: --eval-only would report the AP of a randomly initialised model. Set "
+            f"{key} to trained weights (e.g. a training's {folder}/model_final.pth), or pass --resume to evaluate the "
+            f"last checkpoint of {folder}"
         )
 
 

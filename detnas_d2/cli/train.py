@@ -12,7 +12,6 @@ is a run into a folder that holds a search.
 """
 
 import json
-import os
 
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
@@ -21,7 +20,15 @@ from ..engine import Trainer
 from ..modeling.checkpoint import DetNASCheckpointer
 from ..search.preflight import search_files
 from ..utils.io import atomic_write
-from .defaults import argument_parser, launch_main, load_cfg, parse_command_line, refuse_other_run, setup_cfg
+from .defaults import (
+    argument_parser,
+    check_eval_weights,
+    launch_main,
+    load_cfg,
+    parse_command_line,
+    refuse_other_run,
+    setup_cfg,
+)
 
 
 def main(args):
@@ -51,22 +58,11 @@ def build_parser():
     return parser
 
 
-def check_eval_weights(args, cfg) -> None:
-    """``--eval-only`` evaluates trained weights: MODEL.WEIGHTS, or with ``--resume`` OUTPUT_DIR's last checkpoint."""
-    resumable = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
-    if args.eval_only and not cfg.MODEL.WEIGHTS and not resumable:
-        raise ValueError(
-            "MODEL.WEIGHTS is empty: --eval-only would report the AP of a randomly initialised model. Set "
-            "MODEL.WEIGHTS to trained weights (e.g. a training's OUTPUT_DIR/model_final.pth), or pass --resume to "
-            "evaluate the last checkpoint of OUTPUT_DIR"
-        )
-
-
 def cli(argv=None):
     """Train or evaluate as the command line ``argv`` (default ``sys.argv[1:]``) asks; return the results."""
     args = parse_command_line(build_parser(), argv)
     cfg = load_cfg(args)
-    check_eval_weights(args, cfg)
+    check_eval_weights(args, cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR)
     refuse_other_run(cfg.OUTPUT_DIR, search_files(cfg.OUTPUT_DIR), "a search", "a training")
     return launch_main(main, args, cfg.OUTPUT_DIR)
 

@@ -223,16 +223,26 @@ def register_builtin_datasets() -> None:
     register_imagenet_splits()
 
 
+def register_shapes_sizes(**sizes) -> None:
+    """The built-in datasets, with the shapes splits (re-)registered at the ``ShapesSpec`` fields ``sizes`` (yacs:
+    ``DATASETS.SHAPES``, LazyConfig: the ``shapes`` dict) where they differ; unknown fields are errors."""
+    register_builtin_datasets()
+    allowed = ("num_train", "num_search", "num_val", "image_size", "seed")
+    unknown = sorted(set(sizes) - set(allowed))
+    if unknown:
+        raise ValueError(f"shapes keys {unknown} unknown; allowed: {list(allowed)}")
+    spec = ShapesSpec(**sizes)
+    if _registered_shapes.get("shapes_train") != spec:
+        register_shapes(spec)
+
+
 def register_from_config(cfg) -> None:
     """Apply ``DATASETS.SHAPES`` sizes, register ``DATASETS.REGISTER`` and ``DATASETS.SEARCH_HOLDOUT``, then
     check that every dataset the config names exists and has ``NUM_CLASSES`` classes. Runs in every process."""
-    register_builtin_datasets()
     s = cfg.DATASETS.SHAPES
-    spec = ShapesSpec(
+    register_shapes_sizes(
         num_train=s.NUM_TRAIN, num_search=s.NUM_SEARCH, num_val=s.NUM_VAL, image_size=s.IMAGE_SIZE, seed=s.SEED
     )
-    if _registered_shapes.get("shapes_train") != spec:
-        register_shapes(spec)
     register_entries(cfg.DATASETS.REGISTER)
     holdout = cfg.DATASETS.SEARCH_HOLDOUT
     if holdout.SIZE > 0:

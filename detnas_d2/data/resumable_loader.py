@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from detectron2.data.build import worker_init_reset_seed
 from detectron2.data.common import DatasetFromList
+from detectron2.data.samplers import TrainingSampler
+from detectron2.utils import comm
 from detectron2.utils.serialize import PicklableWrapper
 from torch.utils.data import DataLoader, IterableDataset, Sampler, get_worker_info
 
@@ -174,3 +176,34 @@ class ResumableTrainLoader:
                 group.clear()
                 self.waiting = [[(p, i) for p, i, _ in g] for g in groups]
                 yield batch
+
+
+def build_resumable_train_loader(
+    dataset: Sequence[Dict],
+    *,
+    mapper: Callable,
+    total_batch_size: int,
+    seed: int,
+    sampler: Sampler | None = None,
+    num_workers: int = 0,
+    aspect_ratio_grouping: bool = True,
+) -> ResumableTrainLoader:
+    """This rank's :class:`ResumableTrainLoader` over ``dataset`` (``total_batch_size`` images per step over all
+    ranks; default sampler: detectron2's ``TrainingSampler`` seeded with ``seed``); the arguments of detectron2's
+    ``build_detection_train_loader``, so a LazyConfig's ``dataloader.train`` can name either."""
+    world = comm.get_world_size()
+    if total_batch_size < 1 or total_batch_size % world:
+        raise ValueError(
+            f"total_batch_size (SOLVER.IMS_PER_BATCH) = {total_batch_size}: the images per step must be a "
+            f"positive multiple of the number of processes ({world})"
+        )
+    batch_size = total_batch_size // world
+    sampler = TrainingSampler(len(dataset), seed=seed) if sampler is None else sampler
+    map_sample = SeededSampleMapper(dataset, mapper, seed, comm.get_rank())
+    return ResumableTrainLoader(
+        PositionChunks(sampler, map_sample, batch_size),
+        batch_size,
+        num_workers=num_workers,
+        aspect_ratio_grouping=aspect_ratio_grouping,
+        loader_seed=seed,
+    )

@@ -10,9 +10,10 @@ import json
 import logging
 import os
 import random
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch.distributed as dist
+from detectron2.config import configurable
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 from detectron2.utils.registry import Registry
@@ -24,8 +25,12 @@ from ..space.base import SearchSpace
 from ..utils.io import atomic_write
 
 PATH_SAMPLER_REGISTRY = Registry("PATH_SAMPLER")
-PATH_SAMPLER_REGISTRY.__doc__ = """Path samplers of supernet training, named by ``SUPERNET.SAMPLER``: ``fn(cfg, hook)``
-returns ``draw(rng) -> arch`` over ``hook.space`` (a function named like the config value)."""
+PATH_SAMPLER_REGISTRY.__doc__ = """Path samplers of supernet training, named by ``SUPERNET.SAMPLER``: ``fn(hook)``
+returns ``draw(rng) -> arch`` over ``hook.space`` (a function named like the config value; its settings are the
+hook's attributes, e.g. ``hook.flops_bins``)."""
+
+#: ``SUPERNET.FLOPS_BINS`` as plain arguments (lower-case keys), the defaults of ``PathSamplingHook(flops_bins=...)``
+DEFAULT_FLOPS_BINS = {"range": (290e6, 360e6), "num_bins": 7, "max_tries": 500, "include_classifier": True}
 
 
 def truncate_path_log(path: str, start_iter: int) -> None:
@@ -43,6 +48,15 @@ def truncate_path_log(path: str, start_iter: int) -> None:
             if isinstance(entry, dict) and isinstance(entry.get("iter"), int) and entry["iter"] < start_iter:
                 kept.append(json.dumps(entry) + "\n")
     atomic_write(path, "".join(kept))
+
+
+def _flops_bins(flops_bins: Mapping | None) -> dict:
+    """:data:`DEFAULT_FLOPS_BINS` updated with ``flops_bins``; an unknown key is an error naming the allowed ones."""
+    given = dict(flops_bins or {})
+    unknown = sorted(set(given) - set(DEFAULT_FLOPS_BINS))
+    if unknown:
+        raise ValueError(f"flops_bins keys {unknown} unknown; allowed: {sorted(DEFAULT_FLOPS_BINS)}")
+    return {**DEFAULT_FLOPS_BINS, **given}
 
 
 class FlopsBinnedSampler:
@@ -98,27 +112,54 @@ class FairSampler:
 
 
 class PathSamplingHook(HookBase):
-    """Before every step, set one path on all one-shot parts of the model, identical on every rank."""
+    """Before every step, set one path on all one-shot parts of the model, identical on every rank.
 
-    def __init__(self, cfg, model):
+    Built from ``SUPERNET.*`` (``PathSamplingHook(cfg, model)``) or from plain arguments (``PathSamplingHook(model,
+    seed=0, sampler="uniform", flops_bins=None, log_dir=None)``, e.g. ``L(PathSamplingHook)(...)`` in a LazyConfig):
+    ``flops_bins`` overrides :data:`DEFAULT_FLOPS_BINS`; ``log_dir`` set = log every path to
+    ``log_dir/paths_rank<r>.jsonl``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        model,
+        *,
+        seed: int = 0,
+        sampler: str = "uniform",
+        flops_bins: Mapping | None = None,
+        log_dir: str | None = None,
+    ):
         self.space = model_search_space(model)
         self.model = model
-        self.rng = random.Random(cfg.SUPERNET.SEED)
+        self.rng = random.Random(seed)
         self.parts = searchable_parts(model)
         self.cost_model = get_part("backbone").cost_model(self.parts["backbone"]) if "backbone" in self.parts else None
-        self.draw = self._build_sampler(cfg)
+        self.flops_bins = _flops_bins(flops_bins)
+        self.draw = self._build_sampler(sampler)
         self.log_file: str | None = None
-        if cfg.SUPERNET.LOG_PATHS:
-            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-            self.log_file = os.path.join(cfg.OUTPUT_DIR, f"paths_rank{comm.get_rank()}.jsonl")
+        if log_dir:
+            os.makedirs(log_dir, exist_ok=True)
+            self.log_file = os.path.join(log_dir, f"paths_rank{comm.get_rank()}.jsonl")
         self.current = None
 
-    def _build_sampler(self, cfg) -> Callable:
-        name = cfg.SUPERNET.SAMPLER
+    @classmethod
+    def from_config(cls, cfg, model):
+        """The arguments ``SUPERNET.SEED / SAMPLER / FLOPS_BINS / LOG_PATHS`` give (paths logged to OUTPUT_DIR)."""
+        bins = cfg.SUPERNET.FLOPS_BINS
+        return {
+            "model": model,
+            "seed": cfg.SUPERNET.SEED,
+            "sampler": cfg.SUPERNET.SAMPLER,
+            "flops_bins": {key.lower(): bins[key] for key in ("RANGE", "NUM_BINS", "MAX_TRIES", "INCLUDE_CLASSIFIER")},
+            "log_dir": cfg.OUTPUT_DIR if cfg.SUPERNET.LOG_PATHS else None,
+        }
+
+    def _build_sampler(self, name: str) -> Callable:
         if name not in PATH_SAMPLER_REGISTRY:
             allowed = tuple(dict(PATH_SAMPLER_REGISTRY))
             raise ValueError(f"SUPERNET.SAMPLER must be one of {allowed}, got {name!r}")
-        return PATH_SAMPLER_REGISTRY.get(name)(cfg, self)
+        return PATH_SAMPLER_REGISTRY.get(name)(self)
 
     def backbone_arch(self, arch):
         """The backbone's part of a model-level path (the FLOPs counted while sampling are the backbone's)."""
@@ -159,29 +200,29 @@ class PathSamplingHook(HookBase):
 
 
 @PATH_SAMPLER_REGISTRY.register()
-def uniform(cfg, hook: PathSamplingHook) -> Callable:
+def uniform(hook: PathSamplingHook) -> Callable:
     """Every candidate of every position equally likely (single-path one-shot training)."""
     return hook.space.sample
 
 
 @PATH_SAMPLER_REGISTRY.register()
-def flops_binned(cfg, hook: PathSamplingHook) -> Callable:
+def flops_binned(hook: PathSamplingHook) -> Callable:
     """A uniform FLOPs bin first, then a path inside it (the DetNAS ImageNet sampler, megvii-model/DetNAS)."""
     if hook.cost_model is None:
         raise ValueError("SUPERNET.SAMPLER 'flops_binned' needs a one-shot DetNAS backbone (MODEL.DETNAS.ARCH '')")
-    bins = cfg.SUPERNET.FLOPS_BINS
-    include = bins.INCLUDE_CLASSIFIER
+    bins = hook.flops_bins
+    include = bins["include_classifier"]
     return FlopsBinnedSampler(
         hook.space,
         lambda arch: hook.cost_model.flops(hook.backbone_arch(arch), include_classifier=include),
-        bins.RANGE,
-        bins.NUM_BINS,
-        bins.MAX_TRIES,
+        bins["range"],
+        bins["num_bins"],
+        bins["max_tries"],
     )
 
 
 @PATH_SAMPLER_REGISTRY.register()
-def fair(cfg, hook: PathSamplingHook) -> Callable:
+def fair(hook: PathSamplingHook) -> Callable:
     """Every candidate of every position exactly once per block of consecutive steps (:class:`FairSampler`)."""
     if set(hook.parts) != {"backbone"}:
         raise ValueError("SUPERNET.SAMPLER 'fair' needs a model whose only one-shot part is the DetNAS backbone")

@@ -12,12 +12,11 @@ import random
 import weakref
 from collections import OrderedDict
 
-import numpy as np
 from detectron2.data import MetadataCatalog, build_detection_test_loader, get_detection_dataset_dicts
 from detectron2.data.build import _train_loader_from_config
 from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
-from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator, print_csv_format
+from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -25,7 +24,7 @@ from ..data.classification import build_test_loader_for, is_classification_datas
 from ..data.datasets import register_from_config
 from ..data.mappers import build_test_mapper, build_train_mapper
 from ..data.registration import guard_bad_images
-from ..data.resumable_loader import PositionChunks, ResumableTrainLoader, SeededSampleMapper
+from ..data.resumable_loader import build_resumable_train_loader
 from ..evaluation import ClassificationEvaluator
 from ..modeling.checkpoint import DetNASCheckpointer
 from ..parts.model import model_search_space, searchable_parts
@@ -34,10 +33,40 @@ from .learning_alarm import LearningAlarmHook
 from .lr_scheduler import build_lr_scheduler
 from .path_sampling import PathSamplingHook
 from .resume import RNGStateHook
-from .supernet_eval import PathTester, preserved_training_state
+from .supernet_eval import PathTester, evaluate_paths
 
 
-class Trainer(DefaultTrainer):
+class LoaderStateMixin:
+    """Trainer state plus the training loader's stream position (rank 0's), for exact ``--resume``; mixed into a
+    ``DefaultTrainer`` subclass whose ``train_loader`` is a :class:`ResumableTrainLoader`."""
+
+    def state_dict(self):
+        """detectron2's trainer state plus the training loader's stream position (rank 0's)."""
+        state = super().state_dict()
+        state["data_loader"] = self.train_loader.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict):
+        """Restore the trainer; the loader continues where the checkpoint's left off (other ranks, and
+        checkpoints without a loader state, skip the batches of the iterations done)."""
+        super().load_state_dict(state_dict)
+        if "data_loader" in state_dict and comm.get_rank() == 0:
+            self.train_loader.load_state_dict(state_dict["data_loader"])
+        else:
+            self.train_loader.skip_batches(self.iter + 1)
+
+
+def ddp_options(model, **options) -> dict:
+    """``create_ddp_model`` keyword arguments: one-shot models run one path per step, so DDP must expect unused
+    parameters; CPU models get ``device_ids=None`` (detectron2 would pass the local rank, which DDP rejects)."""
+    options = {"broadcast_buffers": False, **options}
+    options["find_unused_parameters"] = bool(options.get("find_unused_parameters")) or bool(searchable_parts(model))
+    if next(model.parameters()).device.type == "cpu":
+        options["device_ids"] = None
+    return options
+
+
+class Trainer(LoaderStateMixin, DefaultTrainer):
     """``DefaultTrainer`` whose model wrapping and component builders are overridable class methods."""
 
     def __init__(self, cfg):
@@ -68,21 +97,6 @@ class Trainer(DefaultTrainer):
         if self.cfg.TRAIN_ALARM.ENABLED:
             hooks.append(LearningAlarmHook(self.cfg))
         return hooks + super().build_hooks()
-
-    def state_dict(self):
-        """detectron2's trainer state plus the training loader's stream position (rank 0's)."""
-        state = super().state_dict()
-        state["data_loader"] = self.train_loader.state_dict()
-        return state
-
-    def load_state_dict(self, state_dict):
-        """Restore the trainer; the loader continues where the checkpoint's left off (other ranks, and
-        checkpoints without a loader state, skip the batches of the iterations done)."""
-        super().load_state_dict(state_dict)
-        if "data_loader" in state_dict and comm.get_rank() == 0:
-            self.train_loader.load_state_dict(state_dict["data_loader"])
-        else:
-            self.train_loader.skip_batches(self.iter + 1)
 
     @classmethod
     def build_train_mapper(cls, cfg):
@@ -121,14 +135,14 @@ class Trainer(DefaultTrainer):
         dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
         sampler = cls.build_train_sampler(cfg, dataset)
         seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
-        batch_size = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
-        map_sample = SeededSampleMapper(dataset, cls.build_train_mapper(cfg), seed, comm.get_rank())
-        return ResumableTrainLoader(
-            PositionChunks(sampler, map_sample, batch_size),
-            batch_size,
+        return build_resumable_train_loader(
+            dataset,
+            sampler=sampler,
+            mapper=cls.build_train_mapper(cfg),
+            total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+            seed=seed,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-            loader_seed=seed,
         )
 
     @classmethod
@@ -137,10 +151,7 @@ class Trainer(DefaultTrainer):
 
         One-shot models run one path per step, so DDP must expect unused parameters.
         """
-        kwargs = {"broadcast_buffers": False, "find_unused_parameters": bool(searchable_parts(model))}
-        if next(model.parameters()).device.type == "cpu":
-            kwargs["device_ids"] = None
-        return create_ddp_model(model, **kwargs)
+        return create_ddp_model(model, **ddp_options(model))
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -186,7 +197,6 @@ class Trainer(DefaultTrainer):
     def test_paths(cls, cfg, model, paths):
         """Per-dataset results: the mean over ``paths`` under each task, and each path under ``<task>/path<i>``
         (one ``None`` path: the model as built, BN recalibrated)."""
-        logger = logging.getLogger(__name__)
         results = OrderedDict()
         for dataset_name in cfg.DATASETS.TEST:
             evaluate = PathTester(
@@ -199,19 +209,5 @@ class Trainer(DefaultTrainer):
                 recalib=cfg.SUPERNET.EVAL.BN_RECALIB,
                 recalib_seed=cfg.SUPERNET.EVAL.BN_RECALIB.SEED,
             )
-            per_path = []
-            with preserved_training_state(model):
-                for i, arch in enumerate(paths):
-                    logger.info(f"Evaluating path {i} of {len(paths)} on {dataset_name}: {arch}")
-                    per_path.append(evaluate(arch))
-            merged = OrderedDict()
-            for task in per_path[0]:
-                merged[task] = {k: float(np.mean([r[task][k] for r in per_path])) for k in per_path[0][task]}
-                if len(per_path) > 1:
-                    for i, r in enumerate(per_path):
-                        merged[f"{task}/path{i}"] = r[task]
-            if comm.is_main_process():
-                logger.info(f"Mean over {len(paths)} paths on {dataset_name}:")
-                print_csv_format({task: merged[task] for task in per_path[0]})
-            results[dataset_name] = merged
+            results[dataset_name] = evaluate_paths(evaluate, model, paths, dataset_name)
         return results[cfg.DATASETS.TEST[0]] if len(results) == 1 else results

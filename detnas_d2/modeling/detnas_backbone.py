@@ -37,6 +37,7 @@ __all__ = [
     "build_detnas_backbone",
     "build_detnas_fpn_backbone",
     "build_detnas_retinanet_backbone",
+    "detnas_bottom_up",
     "find_detnas_backbone",
 ]
 
@@ -83,18 +84,16 @@ class DetNASBackbone(Backbone):
         return self.body(x)
 
 
-def _base_layout(node: CfgNode) -> Tuple[BackboneLayout, str]:
-    """The full-width layout MODEL.DETNAS describes, and a name for it in messages."""
-    arch = node.ARCH
+def _base_layout(arch: Any, space: str) -> Tuple[BackboneLayout, str]:
+    """The full-width layout of ``arch`` (None/empty: the ``space`` supernet), and a name for it in messages."""
     if arch is None or (isinstance(arch, (str, list, tuple)) and len(arch) == 0):
-        return space_layout(node.SPACE), f"the {node.SPACE} supernet"
-    resolved = parse_architecture(arch, space=None if is_registered_architecture(arch) else node.SPACE)
+        return space_layout(space), f"the {space} supernet"
+    resolved = parse_architecture(arch, space=None if is_registered_architecture(arch) else space)
     return resolved.layout, f"architecture {arch!r} ({resolved.space} space)"
 
 
-def check_width_mult(node: CfgNode) -> None:
-    """MODEL.DETNAS.WIDTH_MULT must be a positive number whose rounded channel widths form valid blocks."""
-    width_mult = node.WIDTH_MULT
+def check_width_mult(width_mult: Any, arch: Any = None, space: str = "small") -> None:
+    """``width_mult`` (MODEL.DETNAS.WIDTH_MULT) must be a positive number whose rounded widths form valid blocks."""
     if (
         isinstance(width_mult, bool)
         or not isinstance(width_mult, (int, float))
@@ -105,7 +104,7 @@ def check_width_mult(node: CfgNode) -> None:
             f"MODEL.DETNAS.WIDTH_MULT = {width_mult!r}: the width multiplier must be a positive "
             "number (1.0 = published widths)"
         )
-    layout, what = _base_layout(node)
+    layout, what = _base_layout(arch, space)
     scaled = layout.scaled(width_mult)
     try:
         scaled.check()
@@ -118,24 +117,57 @@ def check_width_mult(node: CfgNode) -> None:
         ) from None
 
 
-def _build_bottom_up(cfg: CfgNode, input_shape: ShapeSpec, out_features: Sequence[str] | None) -> DetNASBackbone:
-    """The DetNAS Backbone described by MODEL.DETNAS with the given outputs."""
-    node = cfg.MODEL.DETNAS
-    check_width_mult(node)
+def detnas_bottom_up(
+    arch: Any = None,
+    *,
+    space: str = "small",
+    width_mult: float = 1.0,
+    norm: str = "SyncBN",
+    norm_affine: bool = True,
+    bn_momentum: float = 0.1,
+    style: str = "detnas",
+    weight_sharing: str = "none",
+    zero_init_last_norm: bool = False,
+    in_channels: int = 3,
+    out_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
+) -> DetNASBackbone:
+    """The DetNAS Backbone from plain arguments (each one the MODEL.DETNAS key of its name, same default), so a
+    LazyConfig can ``L(detnas_bottom_up)(arch="COCO-FPN-300M", ...)``; the yacs builders call it too."""
+    check_width_mult(width_mult, arch, space)
     body = build_shufflenet(
-        node.ARCH,
-        space=node.SPACE,
-        width_mult=node.WIDTH_MULT,
-        norm=node.NORM,
-        norm_affine=node.NORM_AFFINE,
-        bn_momentum=node.BN_MOMENTUM,
-        style=node.STYLE,
-        weight_sharing=node.WEIGHT_SHARING,
-        zero_init_last_norm=node.ZERO_INIT_LAST_NORM,
-        in_channels=input_shape.channels,
+        arch,
+        space=space,
+        width_mult=width_mult,
+        norm=norm,
+        norm_affine=norm_affine,
+        bn_momentum=bn_momentum,
+        style=style,
+        weight_sharing=weight_sharing,
+        zero_init_last_norm=zero_init_last_norm,
+        in_channels=in_channels,
         out_features=list(out_features),
     )
     return DetNASBackbone(body)
+
+
+#: the MODEL.DETNAS keys that are :func:`detnas_bottom_up` arguments of the same name in lower case
+_PLAIN_KEYS = (
+    "SPACE",
+    "WIDTH_MULT",
+    "NORM",
+    "NORM_AFFINE",
+    "BN_MOMENTUM",
+    "STYLE",
+    "WEIGHT_SHARING",
+    "ZERO_INIT_LAST_NORM",
+)
+
+
+def _build_bottom_up(cfg: CfgNode, input_shape: ShapeSpec, out_features: Sequence[str] | None) -> DetNASBackbone:
+    """The DetNAS Backbone described by MODEL.DETNAS with the given outputs."""
+    node = cfg.MODEL.DETNAS
+    options = {key.lower(): node[key] for key in _PLAIN_KEYS}
+    return detnas_bottom_up(node.ARCH, in_channels=input_shape.channels, out_features=out_features, **options)
 
 
 @BACKBONE_REGISTRY.register()

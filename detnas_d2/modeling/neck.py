@@ -6,7 +6,7 @@ between NAS-FPN and FPN, or between ResNet and the DetNAS supernet, by name.
 """
 
 import functools
-from typing import Dict
+from typing import Dict, Sequence
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, get_norm
@@ -44,6 +44,17 @@ def _check_neck_inputs(in_features, input_shape: Dict[str, ShapeSpec]) -> None:
         )
 
 
+def _nasfpn_module(input_shape: Dict[str, ShapeSpec], in_features, *, norm: str, one_shot: bool, **options):
+    """The pure-torch NAS-FPN (one-shot supernet if ``one_shot``) on ``in_features`` of ``input_shape``."""
+    _check_neck_inputs(in_features, input_shape)
+    module = nasfpn_nn.OneShotNASFPN if one_shot else nasfpn_nn.NASFPN
+    return module(
+        in_channels=[input_shape[name].channels for name in in_features],
+        norm_layer=functools.partial(get_norm, norm) if norm else None,
+        **options,
+    )
+
+
 @NECK_REGISTRY.register()
 class NASFPN(nn.Module):
     """NAS-FPN neck (fixed architecture, or the one-shot supernet with ``MODEL.NASFPN.ONE_SHOT``) on C3..C5."""
@@ -59,21 +70,21 @@ class NASFPN(nn.Module):
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         """Constructor arguments from ``MODEL.NASFPN`` and the bottom-up ``input_shape``."""
         in_features = cfg.MODEL.NECK.IN_FEATURES
-        _check_neck_inputs(in_features, input_shape)
-        norm = cfg.MODEL.NASFPN.NORM
-        module = nasfpn_nn.OneShotNASFPN if cfg.MODEL.NASFPN.ONE_SHOT else nasfpn_nn.NASFPN
-        nasfpn = module(
-            in_channels=[input_shape[name].channels for name in in_features],
-            arch=cfg.MODEL.NASFPN.ARCH,
-            channels=cfg.MODEL.NASFPN.CHANNELS,
-            num_repeats=cfg.MODEL.NASFPN.NUM_REPEATS,
-            norm_layer=functools.partial(get_norm, norm) if norm else None,
-            attention_pool=cfg.MODEL.NASFPN.ATTENTION.POOL,
-            attention_source=cfg.MODEL.NASFPN.ATTENTION.SOURCE,
-            drop_prob=cfg.MODEL.NASFPN.DROPBLOCK.DROP_PROB,
-            block_size=cfg.MODEL.NASFPN.DROPBLOCK.BLOCK_SIZE,
-            level_residual=cfg.MODEL.NASFPN.LEVEL_RESIDUAL,
-            output_norm_init=cfg.MODEL.NASFPN.OUTPUT_NORM_INIT,
+        node = cfg.MODEL.NASFPN
+        nasfpn = _nasfpn_module(
+            input_shape,
+            in_features,
+            arch=node.ARCH,
+            channels=node.CHANNELS,
+            num_repeats=node.NUM_REPEATS,
+            norm=node.NORM,
+            one_shot=node.ONE_SHOT,
+            attention_pool=node.ATTENTION.POOL,
+            attention_source=node.ATTENTION.SOURCE,
+            drop_prob=node.DROPBLOCK.DROP_PROB,
+            block_size=node.DROPBLOCK.BLOCK_SIZE,
+            level_residual=node.LEVEL_RESIDUAL,
+            output_norm_init=node.OUTPUT_NORM_INIT,
         )
         return {"in_features": in_features, "nasfpn": nasfpn}
 
@@ -178,6 +189,27 @@ class FPN(nn.Module):
 def build_neck(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
     """The neck named ``cfg.MODEL.NECK.NAME`` built on the bottom-up ``input_shape``."""
     return NECK_REGISTRY.get(cfg.MODEL.NECK.NAME)(cfg, input_shape)
+
+
+def nasfpn_neck(
+    input_shape: Dict[str, ShapeSpec],
+    *,
+    in_features: Sequence[str] = ("res3", "res4", "res5"),
+    norm: str = "BN",
+    one_shot: bool = False,
+    **options,
+) -> "NASFPN":
+    """The NAS-FPN neck from plain arguments, for LazyConfigs: ``options`` are those of
+    :class:`detnas_d2.nn.nasfpn.NASFPN` (``arch``, ``channels``, ``num_repeats``, ...), ``norm`` a detectron2 norm
+    name ("" = none); the yacs ``from_config`` builds the same module from ``MODEL.NASFPN``."""
+    module = _nasfpn_module(input_shape, in_features, norm=norm, one_shot=one_shot, **options)
+    return NASFPN(in_features=list(in_features), nasfpn=module)
+
+
+def nasfpn_backbone(bottom_up: Backbone, **neck_options) -> "BottomUpNeckBackbone":
+    """``bottom_up`` + :func:`nasfpn_neck` (``neck_options``) as one p3..p7 backbone, the LazyConfig counterpart of
+    ``build_nasfpn_backbone``: ``L(nasfpn_backbone)(bottom_up=L(detnas_bottom_up)(...), one_shot=True)``."""
+    return BottomUpNeckBackbone(bottom_up, nasfpn_neck(bottom_up.output_shape(), **neck_options))
 
 
 def _is_searchable(part: nn.Module) -> bool:

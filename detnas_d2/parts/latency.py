@@ -7,17 +7,19 @@ resumed or repeated search re-times nothing it timed before. See :mod:`detnas_d2
 import os
 
 from ..cost.latency import BlockLatencyTable, LatencyCache, LatencyMeasurer, MeasuredLatency
+from ..cost.runtime_latency import ONNXRUNTIME, OnnxRuntimeLatencyMeasurer
 
 
 def latency_measurer(cfg, body) -> LatencyMeasurer:
     """A measurer of ``body``'s (a ShuffleNetV2 supernet) fixed subnets with the ``SEARCH.LATENCY`` settings."""
     lat = cfg.SEARCH.LATENCY
     size = tuple(lat.INPUT_SIZE) or tuple(cfg.SEARCH.DETECTOR_INPUT_SIZE)
-    return LatencyMeasurer(
+    onnxruntime = lat.DEVICE == ONNXRUNTIME
+    return (OnnxRuntimeLatencyMeasurer if onnxruntime else LatencyMeasurer)(
         body.space,
         body.layout,
         style=body.style,
-        device=lat.DEVICE or cfg.MODEL.DEVICE,
+        device="cpu" if onnxruntime else lat.DEVICE or cfg.MODEL.DEVICE,
         batch_size=lat.BATCH_SIZE,
         input_size=size,
         warmup=lat.WARMUP,

@@ -5,6 +5,7 @@ from numbers import Integral, Real
 
 from detectron2.config import CfgNode as CN
 
+from ..cost.runtime_latency import ONNXRUNTIME
 from ..parts import get_part, parse_space
 from ..utils.config import declare
 from .build import FITNESS_REGISTRY, STRATEGY_REGISTRY
@@ -108,7 +109,8 @@ def _add_latency_config(s: CN) -> None:
     declare(lat, "MODE", "off")
     # upper latency limit in milliseconds for a legal candidate; 0 = no limit (needs MODE != "off" when > 0)
     declare(lat, "LIMIT", 0.0)
-    # timing device; "" = MODEL.DEVICE
+    # timing device; "" = MODEL.DEVICE; "onnxruntime" = the fixed subnet exported to ONNX (opset 17) and timed in
+    # onnxruntime on CPU, where it is deployed (MODE "measure" only; needs the onnx and onnxruntime packages)
     declare(lat, "DEVICE", "")
     # images per timed forward
     declare(lat, "BATCH_SIZE", 1)
@@ -296,6 +298,16 @@ def _validate_latency_config(s: CN) -> None:
     if lat.CLOCK not in LATENCY_CLOCKS:
         _fail("SEARCH.LATENCY.CLOCK", lat.CLOCK, f"must be one of {LATENCY_CLOCKS}")
     if not isinstance(lat.DEVICE, str):
-        _fail("SEARCH.LATENCY.DEVICE", lat.DEVICE, "must be a torch device name such as 'cuda' or 'cpu', or ''")
+        _fail(
+            "SEARCH.LATENCY.DEVICE",
+            lat.DEVICE,
+            f"must be a torch device name such as 'cuda' or 'cpu', '{ONNXRUNTIME}' or ''",
+        )
+    if lat.DEVICE == ONNXRUNTIME and lat.MODE == "lut":
+        _fail(
+            "SEARCH.LATENCY.DEVICE",
+            lat.DEVICE,
+            "times whole exported networks: use it with SEARCH.LATENCY.MODE 'measure' ('lut' needs a torch device)",
+        )
     if not isinstance(lat.CACHE_FILE, str) or not lat.CACHE_FILE:
         _fail("SEARCH.LATENCY.CACHE_FILE", lat.CACHE_FILE, "must be a non-empty file name")
