@@ -23,7 +23,7 @@ from detnas_d2.data.registration import register_coco, register_voc
 from detnas_d2.engine import Trainer
 from detnas_d2.evaluation import ClassificationEvaluator
 from own_datasets import SIZE, write_coco_dataset, write_voc_dataset
-from presets import SHAPES
+from presets import SHAPES, shapes_images
 
 
 def _cfg(config, *opts):
@@ -75,7 +75,7 @@ def test_voc_datasets_are_scored_with_the_voc_metric_of_their_year(tmp_path):
 
 def test_coco_and_classification_datasets_keep_their_evaluators(tmp_path, monkeypatch):
     monkeypatch.setenv("DETNAS_DATA", str(tmp_path / "data"))
-    cfg = _cfg("faster_rcnn_R18_FPN.yaml", "OUTPUT_DIR", str(tmp_path))
+    cfg = _cfg("faster_rcnn_R18_FPN.yaml", "OUTPUT_DIR", str(tmp_path), *shapes_images(2, 2, 2, image_size=64))
     register_from_config(cfg)  # this test may run first in its process (pytest -n)
     assert isinstance(Trainer.build_evaluator(cfg, "shapes_val"), COCOEvaluator)
     assert isinstance(Trainer.build_evaluator(cfg, "shapes_cls_val"), ClassificationEvaluator)
