@@ -9,6 +9,7 @@ from detnas_d2.search.rank_stats import (
     average_ranks,
     bootstrap_interval,
     kendall_tau,
+    noise_ceiling_tau,
     seed_paired_noise,
     signal_to_noise,
     spearman_rho,
@@ -76,3 +77,15 @@ def test_seed_paired_noise_removes_a_seed_effect_shared_by_all_architectures():
     assert seed_paired_noise(swapped) > 0.5
     with pytest.raises(ValueError, match="seed-paired"):
         seed_paired_noise([{"0": 1.0}])
+
+
+def test_noise_ceiling_falls_from_one_to_zero_as_seed_noise_swamps_the_spread():
+    spread = [[10.0 * i + d for d in (-0.1, 0.0, 0.1)] for i in range(8)]  # means 10 apart, seed std 0.1
+    assert noise_ceiling_tau(spread, samples=200) == pytest.approx(1.0)
+    noisy = [[i * 0.1 + d for d in (-5.0, 0.0, 5.0)] for i in range(8)]  # seed std 5 dwarfs the 0.1 steps
+    assert noise_ceiling_tau(noisy, samples=200) == 0.0
+    middle = [[2.0 * i + d for d in (-2.0, 0.0, 2.0)] for i in range(8)]
+    ceiling = noise_ceiling_tau(middle, samples=200, seed=3)
+    assert 0.3 < ceiling < 0.95 and ceiling == noise_ceiling_tau(middle, samples=200, seed=3)
+    with pytest.raises(ValueError, match="2 architectures"):
+        noise_ceiling_tau([[1.0, 2.0]])

@@ -20,6 +20,7 @@ from statistics import mean, stdev
 from detnas_d2.search.rank_stats import (
     bootstrap_interval,
     kendall_tau,
+    noise_ceiling_tau,
     seed_paired_noise,
     signal_to_noise,
     spearman_rho,
@@ -88,6 +89,10 @@ def main() -> None:
             f"  seed-paired: residual noise {paired:.2f} once each seed's shared effect is removed "
             f"({len(full)} complete rows); std of their means / it = {stdev(full_means) / paired:.2f}"
         )
+    print(
+        f"  noise ceiling: a perfect predictor is expected to reach tau {noise_ceiling_tau(runs):.2f} against these "
+        "means (their seed noise reorders close architectures)"
+    )
     band = [i for i, r in enumerate(rows) if r.get("group") == "band"]
     flops = [r["flops"] for r in rows]
     print("ranking against the architectures' mean AP (90 % bootstrap intervals):")

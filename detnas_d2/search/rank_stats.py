@@ -1,5 +1,5 @@
 """Rank correlations (Kendall's tau-b, its sparse form, Spearman's rho with average ranks for ties), top-k
-overlap, bootstrap intervals and a benchmark's signal-to-noise ratio, without SciPy."""
+overlap, bootstrap intervals, a benchmark's signal-to-noise ratio and its noise ceiling, without SciPy."""
 
 import math
 import random
@@ -125,3 +125,29 @@ def seed_paired_noise(runs: Sequence[dict]) -> float:
         (row[j] - arch_means[i] - seed_means[j] + grand) ** 2 for i, row in enumerate(rows) for j in range(len(seeds))
     )
     return math.sqrt(residual / ((len(rows) - 1) * (len(seeds) - 1)))
+
+
+def noise_ceiling_tau(runs: Sequence[Sequence[float]], samples: int = 2000, seed: int = 0) -> float:
+    """The Kendall tau a perfect predictor is expected to reach against these noisy per-architecture means.
+
+    The true means are the observed ones shrunk toward their grand mean so that their spread excludes the part the
+    seed noise explains (variance of the means minus the mean seed variance over the seed count); each sample adds
+    fresh Gaussian seed noise of the measured size to them and scores the true order against the noisy means. A
+    predictor's tau can only be judged against this ceiling, not against 1."""
+    full = [list(r) for r in runs if len(r) >= 2]
+    if len(full) < 2:
+        raise ValueError("the noise ceiling needs >= 2 architectures with >= 2 seeds")
+    means = [mean(r) for r in full]
+    counts = [len(r) for r in full]
+    noise_var = mean(stdev(r) ** 2 for r in full)
+    grand, spread = mean(means), stdev(means) ** 2
+    shrink = math.sqrt(max(0.0, 1.0 - noise_var / mean(counts) / spread)) if spread else 0.0
+    if shrink == 0.0:
+        return 0.0  # the seed noise explains all the spread: no order to find
+    truth = [grand + (m - grand) * shrink for m in means]
+    rng = random.Random(seed)
+    taus = []
+    for _ in range(samples):
+        measured = [t + rng.gauss(0.0, math.sqrt(noise_var / n)) for t, n in zip(truth, counts)]
+        taus.append(kendall_tau(truth, measured))
+    return mean(taus)
