@@ -134,7 +134,6 @@ def test_differences_pair_detections_by_class_and_ignore_the_order_of_ties():
     assert differences(reference, moved)["box"] == pytest.approx(0.01, abs=1e-5)
 
 
-@pytest.mark.unit
 def test_onnxruntime_latency_is_measured_once_and_cached_under_its_own_key(tmp_path):
     layout = space_layout("small").scaled(smallest_width_mult(space_layout("small")))
     path = str(tmp_path / "latency_cache.json")
@@ -152,7 +151,6 @@ def test_onnxruntime_latency_is_measured_once_and_cached_under_its_own_key(tmp_p
         again.measure_in_context(0)
 
 
-@pytest.mark.unit
 def test_search_latency_device_onnxruntime_times_candidates_in_onnxruntime(tmp_path):
     cfg = add_detnas_config(get_cfg())
     cfg.merge_from_file(SEARCH_CONFIG)
