@@ -54,7 +54,9 @@ ln -sfn "$env_dir" .venv
 # The check runs from / without PYTHONPATH: from the checkout root, Python would find the checkout's own detnas_d2
 # on sys.path and call it installed while the console scripts and the benchmarks (run from benchmarks/) lack it.
 here=$(pwd -P)
-if ! (cd / && env -u PYTHONPATH "$here/.venv/bin/python" -c "import importlib.util as u, os, sys; s = u.find_spec('detnas_d2'); sys.exit(0 if s and os.path.dirname(os.path.dirname(os.path.realpath(s.origin))) == '$here' else 1)") 2>/dev/null; then
+# A console script added to setup.py since the last install is missing from .venv/bin: reinstall then too.
+missing_scripts=$(sed -n 's/^ *"\([a-z0-9-]*\) = .*/\1/p' setup.py | while read -r name; do [ -x ".venv/bin/$name" ] || echo "$name"; done)
+if [ -n "$missing_scripts" ] || ! (cd / && env -u PYTHONPATH "$here/.venv/bin/python" -c "import importlib.util as u, os, sys; s = u.find_spec('detnas_d2'); sys.exit(0 if s and os.path.dirname(os.path.dirname(os.path.realpath(s.origin))) == '$here' else 1)") 2>/dev/null; then
   echo "[bootstrap] pip install -e . (this checkout: $here)"
   # an editable install builds a wheel: setuptools' bdist_wheel needs the wheel package (venv does not ship it)
   .venv/bin/python -c "import wheel" 2>/dev/null || .venv/bin/python -m pip install -q wheel
