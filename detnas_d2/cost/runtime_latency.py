@@ -4,7 +4,6 @@ differs. onnx/onnxruntime are imported inside functions, so the plugin imports w
 """
 
 import io
-import platform
 
 import torch
 from torch import nn
@@ -43,9 +42,7 @@ class OnnxRuntimeLatencyMeasurer(LatencyMeasurer):
     def key(self) -> str:
         """Cache key: onnxruntime's version, the CPU and thread count, then the usual shape and widths."""
         ort = require("onnxruntime", "SEARCH.LATENCY.DEVICE 'onnxruntime'")
-        cpu = platform.processor() or platform.machine() or "cpu"
-        runtime = f"onnxruntime-{ort.__version__}:opset={ONNX_OPSET}:cpu:{cpu}:threads={torch.get_num_threads()}"
-        return f"{runtime}|{super().key.split('|', 1)[1]}"
+        return f"onnxruntime-{ort.__version__}:opset={ONNX_OPSET}:{super().key}"  # super(): the CPU's key
 
     def _time(self, module: nn.Module, x: torch.Tensor) -> float:
         """Median ms of one onnxruntime run of ``module`` exported on ``x``."""
